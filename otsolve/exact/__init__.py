@@ -1,0 +1,4 @@
+"""Exact optimal transport (network simplex)."""
+from .network_simplex import exact
+
+__all__ = ["exact"]

@@ -1,0 +1,247 @@
+"""Numba kernels of the transportation network simplex (Ahuja, Magnanti & Orlin, ch. 11).
+
+Nodes 0..n-1 are sources (rows), n..n+m-1 sinks (columns). The basis is a spanning tree held
+in flat arrays: ``parent``, a doubly linked child list (``first_child``, ``next_sib``,
+``prev_sib``), ``depth``, ``flow`` (on the arc to the parent; every arc runs source -> sink, so
+its direction follows from the node's kind) and the potentials ``pi`` (f = pi[:n], g = pi[n:]).
+Potentials are recomputed from the tree (never shifted incrementally) so that a huge cost that
+leaves the basis leaves no rounding trace behind.
+"""
+import numpy as np
+from numba import njit
+
+OPTIMAL, MAX_ITER = 0, 1
+
+
+@njit(cache=True, inline="always")
+def _arc_cost(C, n, w, p):
+    """Cost of the tree arc between node w and its parent p."""
+    if w < n:
+        return C[w, p - n]
+    return C[p, w - n]
+
+
+@njit(cache=True, inline="always")
+def _unlink(w, parent, first_child, next_sib, prev_sib):
+    p = parent[w]
+    if prev_sib[w] >= 0:
+        next_sib[prev_sib[w]] = next_sib[w]
+    else:
+        first_child[p] = next_sib[w]
+    if next_sib[w] >= 0:
+        prev_sib[next_sib[w]] = prev_sib[w]
+
+
+@njit(cache=True, inline="always")
+def _link(w, p, parent, first_child, next_sib, prev_sib):
+    parent[w] = p
+    prev_sib[w] = -1
+    next_sib[w] = first_child[p]
+    if first_child[p] >= 0:
+        prev_sib[first_child[p]] = w
+    first_child[p] = w
+
+
+@njit(cache=True)
+def _relabel(top, C, n, parent, first_child, next_sib, pi, depth):
+    """Recompute pi and depth over the subtree of ``top`` (not the root) in preorder:
+    pi[w] = C(arc) - pi[parent[w]], which holds f_i + g_j = C_ij on every tree arc."""
+    w = top
+    while True:
+        p = parent[w]
+        pi[w] = _arc_cost(C, n, w, p) - pi[p]
+        depth[w] = depth[p] + 1
+        if first_child[w] >= 0:
+            w = first_child[w]
+            continue
+        while w != top and next_sib[w] < 0:
+            w = parent[w]
+        if w == top:
+            return
+        w = next_sib[w]
+
+
+@njit(cache=True)
+def northwest_tree(C, a, b, row_order, col_order, parent, flow, first_child, next_sib, prev_sib,
+                   pi, depth):
+    """Fill a strongly feasible initial tree by the north-west corner rule over the given
+    row and column orders, rooted at the first row. A degenerate (zero-flow) cell is only ever
+    added on a move to the right, i.e. as an arc pointing away from the root."""
+    n, m = a.shape[0], b.shape[0]
+    parent[:] = -1
+    first_child[:] = -1
+    next_sib[:] = -1
+    prev_sib[:] = -1
+    root = row_order[0]
+    i, j = 0, 0
+    ra, rb = a[row_order[0]], b[col_order[0]]
+    child = n + col_order[0]
+    _link(child, root, parent, first_child, next_sib, prev_sib)
+    while True:
+        if j == m - 1:  # the last column takes what every remaining row has left
+            x = ra
+        elif i == n - 1:
+            x = rb
+        else:
+            x = min(ra, rb)
+        flow[child] = max(x, 0.0)
+        if i == n - 1 and j == m - 1:
+            break
+        if j == m - 1 or (i < n - 1 and ra < rb):  # row exhausted first: move down
+            rb -= x
+            i += 1
+            ra = a[row_order[i]]
+            child = row_order[i]
+            _link(child, n + col_order[j], parent, first_child, next_sib, prev_sib)
+        else:  # column exhausted (or both, degenerate): move right
+            ra -= x
+            j += 1
+            rb = b[col_order[j]]
+            child = n + col_order[j]
+            _link(child, row_order[i], parent, first_child, next_sib, prev_sib)
+    pi[root] = 0.0
+    depth[root] = 0
+    flow[root] = 0.0
+    _relabel(first_child[root], C, n, parent, first_child, next_sib, pi, depth)
+    w = next_sib[first_child[root]]
+    while w >= 0:
+        _relabel(w, C, n, parent, first_child, next_sib, pi, depth)
+        w = next_sib[w]
+    return root
+
+
+@njit(cache=True)
+def _price_block(C, pi, n, m, start, block, tol):
+    """Scan arcs cyclically from ``start`` (= i*m + j) in blocks of ``block`` arcs; return the
+    arc of most negative reduced cost in the first block that has one, or -1 if none has.
+    An arc counts when C_ij - f_i - g_j < -tol * (|C_ij| + |f_i| + |g_j|)."""
+    total = n * m
+    i, j = start // m, start % m
+    best, best_arc = 0.0, -1
+    scanned, in_block = 0, 0
+    while scanned < total:
+        fi = pi[i]
+        stop = min(m, j + block - in_block, j + total - scanned)
+        for jj in range(j, stop):
+            gj = pi[n + jj]
+            c = C[i, jj]
+            rc = c - fi - gj
+            if rc < best and -rc > tol * (abs(c) + abs(fi) + abs(gj)):
+                best, best_arc = rc, i * m + jj
+        done = stop - j
+        scanned += done
+        in_block += done
+        j = stop
+        if j == m:
+            j = 0
+            i = i + 1 if i + 1 < n else 0
+        if in_block == block:
+            if best_arc >= 0:
+                return best_arc
+            in_block = 0
+    return best_arc
+
+
+@njit(cache=True)
+def network_simplex(C, root, parent, flow, first_child, next_sib, prev_sib, pi, depth,
+                    block, tol, max_iter):
+    """Pivot until no arc prices out (OPTIMAL) or ``max_iter`` pivots (MAX_ITER, if >= 0).
+    Leaving arc by Cunningham's rule (last blocking arc from the apex), so the tree stays
+    strongly feasible and degenerate pivots cannot cycle. Returns (status, pivots)."""
+    n, m = C.shape
+    cursor = 0
+    pivots = 0
+    while True:
+        arc = _price_block(C, pi, n, m, cursor, block, tol)
+        if arc < 0:
+            return OPTIMAL, pivots
+        if pivots == max_iter:
+            return MAX_ITER, pivots
+        cursor = arc + 1 if arc + 1 < n * m else 0
+        u, v = arc // m, n + arc % m
+        x, y = u, v
+        while x != y:  # apex of the cycle
+            if depth[x] > depth[y]:
+                x = parent[x]
+            elif depth[y] > depth[x]:
+                y = parent[y]
+            else:
+                x, y = parent[x], parent[y]
+        join = x
+        # Flow runs join -> ... -> u -> v -> ... -> join. Strict "<" on u's side and "<=" on
+        # v's side picks the last blocking arc in that orientation.
+        delta, out, side = np.inf, -1, 0
+        w = u
+        while w != join:
+            if w < n and flow[w] < delta:  # source: its arc points to the parent, flow falls
+                delta, out, side = flow[w], w, 1
+            w = parent[w]
+        w = v
+        while w != join:
+            if w >= n and flow[w] <= delta:  # sink: its arc comes from the parent, flow falls
+                delta, out, side = flow[w], w, 2
+            w = parent[w]
+        if delta > 0.0:
+            w = u
+            while w != join:
+                flow[w] += -delta if w < n else delta
+                w = parent[w]
+            w = v
+            while w != join:
+                flow[w] += delta if w < n else -delta
+                w = parent[w]
+        q, p = (u, v) if side == 1 else (v, u)
+        # Re-hang the path q -> out below p, reversing its arcs; each arc keeps its flow.
+        prev, w, carried = p, q, delta
+        while True:
+            nxt = parent[w]
+            old = flow[w]
+            _unlink(w, parent, first_child, next_sib, prev_sib)
+            _link(w, prev, parent, first_child, next_sib, prev_sib)
+            flow[w] = carried
+            if w == out:
+                break
+            carried, prev, w = old, w, nxt
+        _relabel(q, C, n, parent, first_child, next_sib, pi, depth)
+        pivots += 1
+
+
+@njit(cache=True)
+def tree_flows(root, a, b, parent, first_child, next_sib, flow):
+    """Recompute every tree flow from the marginals (flow of an arc = net supply of the
+    subtree below it), so the plan's marginals hold to rounding whatever the pivots did."""
+    n = a.shape[0]
+    total = parent.shape[0]
+    order = np.empty(total, np.int64)
+    k = 0
+    w = root
+    while True:  # preorder of the whole tree
+        order[k] = w
+        k += 1
+        if first_child[w] >= 0:
+            w = first_child[w]
+            continue
+        while w != root and next_sib[w] < 0:
+            w = parent[w]
+        if w == root:
+            break
+        w = next_sib[w]
+    supply = np.empty(total)
+    supply[:n] = a
+    supply[n:] = -b
+    for t in range(k - 1, 0, -1):
+        w = order[t]
+        supply[parent[w]] += supply[w]
+        flow[w] = max(supply[w] if w < n else -supply[w], 0.0)
+    flow[root] = 0.0
+
+
+@njit(cache=True)
+def dual_violation(C, f, g):
+    """max_ij (f_i + g_j - C_ij), at least 0."""
+    n, m = C.shape
+    worst = 0.0
+    for i in range(n):
+        for j in range(m):
+            worst = max(worst, f[i] + g[j] - C[i, j])
+    return worst

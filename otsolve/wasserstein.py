@@ -1,0 +1,44 @@
+"""Wasserstein distances between point clouds, by any otsolve method."""
+from __future__ import annotations
+
+import dataclasses
+
+from ._costs import cost_matrix
+from ._validation import check_choice
+from .exact import exact
+
+METHODS = ("exact",)
+
+
+def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean", **options):
+    r"""Return the p-Wasserstein distance between two weighted point clouds.
+
+    .. math:: W_p(\alpha, \beta) = \Big(\min_{P \in U(a, b)} \sum_{ij} P_{ij}\, d(x_i, y_j)^p\Big)^{1/p}
+
+    Parameters
+    ----------
+    x, y : (n, d), (m, d) array_like
+        Point clouds.
+    a, b : (n,), (m,) array_like, optional
+        Weights (uniform when omitted).
+    p : float, default 2
+    method : {"exact"}
+        The solver; further keyword ``options`` are passed to it.
+    metric : {"euclidean", "sqeuclidean", "cityblock"}
+        The ground distance d.
+
+    Returns
+    -------
+    OTResult
+        ``value`` is W_p; ``value_linear`` is the optimal transport cost ``W_p ** p``.
+
+    Examples
+    --------
+    >>> import otsolve
+    >>> round(otsolve.wasserstein([0.0, 1.0], [2.0, 3.0], p=1).value, 12)
+    2.0
+    """
+    check_choice(method, "method", METHODS)
+    C = cost_matrix(x, y, p=p, metric=metric)
+    res = exact(C, a, b, **options)
+    return dataclasses.replace(res, value=max(res.value, 0.0) ** (1.0 / p))
