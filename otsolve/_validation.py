@@ -32,7 +32,7 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
     if len(bad):
         where = tuple(int(k) for k in bad[0])
         where = where[0] if len(where) == 1 else where
-        raise ValueError(f"{name} contains {arr[tuple(bad[0])]} at {where}; all entries must be finite")
+        raise ValueError(f"{name} contains {float(arr[tuple(bad[0])])} at {where}; all entries must be finite")
     raise ValueError(f"{name} has entries so large that their sum overflows; rescale it")
 
 
@@ -59,7 +59,7 @@ def check_weights(w, size: int, name: str, *, dim_name: str = "entries") -> np.n
     _check_finite(w, name)
     if (w < 0).any():
         k = int(np.argmax(w < 0))
-        raise ValueError(f"{name} has a negative weight {w[k]} at index {k}; weights must be >= 0")
+        raise ValueError(f"{name} has a negative weight {float(w[k])} at index {k}; weights must be >= 0")
     if not (w > 0).any():
         raise ValueError(f"{name} is all zeros; it needs positive total mass")
     return w
@@ -67,7 +67,7 @@ def check_weights(w, size: int, name: str, *, dim_name: str = "entries") -> np.n
 
 def check_balanced(a: np.ndarray, b: np.ndarray, rtol: float = MASS_RTOL) -> np.ndarray:
     """Return ``b`` rescaled to the mass of ``a``; their masses must agree within ``rtol``."""
-    sa, sb = a.sum(), b.sum()
+    sa, sb = float(a.sum()), float(b.sum())
     if abs(sa - sb) > rtol * max(sa, sb):
         raise ValueError(f"a and b must have equal total mass for balanced OT: sum(a)={sa!r}, "
                          f"sum(b)={sb!r}; normalise them (or use unbalanced OT)")
