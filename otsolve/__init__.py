@@ -1,8 +1,8 @@
 """otsolve: discrete optimal transport, exact, entropic and stochastic."""
 from ._costs import cost_matrix
 from ._result import ConvergenceWarning, OTResult, Status
-from .exact import exact
+from .exact import exact, exact_batch
 from .wasserstein import wasserstein
 
 __version__ = "0.1.0"
-__all__ = ["exact", "wasserstein", "cost_matrix", "OTResult", "Status", "ConvergenceWarning"]
+__all__ = ["exact", "exact_batch", "wasserstein", "cost_matrix", "OTResult", "Status", "ConvergenceWarning"]

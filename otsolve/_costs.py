@@ -4,7 +4,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from ._validation import check_choice, check_point_clouds, check_positive
 
@@ -73,3 +74,25 @@ def cost_matrix(x, y, *, p=2, metric="euclidean") -> np.ndarray:
     out = np.empty((x.shape[0], y.shape[0]))
     _cost_matrix(x, y, code, p, out)
     return out
+
+
+def cost_at(src, i, j):
+    """C_ij of a cost source inside a kernel: a dense (n, m) matrix, or a tuple
+    ``(x, y, code, p)`` whose costs are computed on the fly (O(n + m) memory)."""
+    if isinstance(src, np.ndarray):
+        return src[i, j]
+    x, y, code, p = src
+    return pair_cost.py_func(x, i, y, j, code, p)
+
+
+@overload(cost_at)
+def _cost_at_impl(src, i, j):
+    if isinstance(src, types.Array):
+        return lambda src, i, j: src[i, j]
+    return lambda src, i, j: pair_cost(src[0], i, src[1], j, src[2], src[3])
+
+
+def cost_source(x, y, metric, p):
+    """The on-the-fly cost source ``(x, y, code, p)`` of :func:`cost_at` for validated clouds."""
+    code, p = cost_code(metric, p)
+    return (x, y, code, p)

@@ -4,13 +4,14 @@ from __future__ import annotations
 import dataclasses
 
 from ._costs import cost_matrix
-from ._validation import check_choice
-from .exact import exact
+from ._validation import check_choice, check_point_clouds
+from .exact import exact, exact_points
 
 METHODS = ("exact",)
+DENSE_MAX_ENTRIES = 2**24  # above this many costs (128 MiB) the exact solver prices on the fly
 
 
-def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean", **options):
+def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean", lazy=None, **options):
     r"""Return the p-Wasserstein distance between two weighted point clouds.
 
     .. math:: W_p(\alpha, \beta) = \Big(\min_{P \in U(a, b)} \sum_{ij} P_{ij}\, d(x_i, y_j)^p\Big)^{1/p}
@@ -26,11 +27,15 @@ def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean"
         The solver; further keyword ``options`` are passed to it.
     metric : {"euclidean", "sqeuclidean", "cityblock"}
         The ground distance d.
+    lazy : bool, optional
+        Compute costs on the fly instead of building the n x m matrix (O(n + m) memory). By
+        default only when the matrix would exceed ``DENSE_MAX_ENTRIES`` entries.
 
     Returns
     -------
     OTResult
-        ``value`` is W_p; ``value_linear`` is the optimal transport cost ``W_p ** p``.
+        ``value`` is W_p; ``value_linear`` is the optimal transport cost ``W_p ** p``; the
+        certificate fields refer to that cost.
 
     Examples
     --------
@@ -39,6 +44,11 @@ def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean"
     2.0
     """
     check_choice(method, "method", METHODS)
-    C = cost_matrix(x, y, p=p, metric=metric)
-    res = exact(C, a, b, **options)
+    x, y = check_point_clouds(x, y)
+    if lazy is None:
+        lazy = x.shape[0] * y.shape[0] > DENSE_MAX_ENTRIES
+    if lazy:
+        res = exact_points(x, y, a, b, p=p, metric=metric, **options)
+    else:
+        res = exact(cost_matrix(x, y, p=p, metric=metric), a, b, **options)
     return dataclasses.replace(res, value=max(res.value, 0.0) ** (1.0 / p))

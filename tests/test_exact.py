@@ -274,3 +274,53 @@ def test_gaussian_monge_map_is_optimal_and_matches_bures():
     assert res.value_linear == pytest.approx(np.mean(np.sum((x - y) ** 2, axis=1)), rel=VALUE_RTOL)
     # sampling error of a mean of 1500 quadratic terms: well under 5 %
     assert res.value ** 2 == pytest.approx(gaussian_w2_squared(m1, S1, m2, S2), rel=0.05)
+
+
+@pytest.mark.parametrize("metric, p", [("euclidean", 2), ("euclidean", 1), ("cityblock", 1), ("sqeuclidean", 1)])
+def test_lazy_point_clouds_agree_with_dense(metric, p):
+    rng = np.random.default_rng(21)
+    x, y = rng.normal(size=(120, 3)), rng.normal(size=(90, 3)) + 0.5
+    a, b = random_weights(rng, 120, zeros=5), random_weights(rng, 90, zeros=3)
+    dense = otsolve.wasserstein(x, y, a, b, p=p, metric=metric, lazy=False)
+    lazy = otsolve.wasserstein(x, y, a, b, p=p, metric=metric, lazy=True)
+    assert lazy.value == pytest.approx(dense.value, rel=1e-12)
+    C = otsolve.cost_matrix(x, y, p=p, metric=metric)
+    assert lazy.value_linear == pytest.approx(lp_transport(C, a, b)[0], rel=VALUE_RTOL)
+    assert_certified(dataclasses_replace_value(lazy), C, a, b)
+
+
+def dataclasses_replace_value(res):
+    """wasserstein reports W_p as value; the certificate is about the cost value_linear."""
+    import dataclasses
+    return dataclasses.replace(res, value=res.value_linear)
+
+
+def test_batch_matches_one_by_one():
+    rng = np.random.default_rng(31)
+    Cs = rng.random((12, 9, 7))
+    A = np.stack([random_weights(rng, 9, zeros=int(k == 3)) for k in range(12)])  # one with a zero bin
+    b = random_weights(rng, 7)
+    results = otsolve.exact_batch(Cs, A, b)
+    assert len(results) == 12
+    for C, a, res in zip(Cs, A, results):
+        assert res.value == pytest.approx(lp_transport(C, a, b)[0], rel=VALUE_RTOL)
+        assert_certified(res, C, a, b)
+
+
+def test_batch_bad_input():
+    with pytest.raises(ValueError, match="Cs must be a non-empty"):
+        otsolve.exact_batch(np.ones((3, 3)))
+    with pytest.raises(ValueError, match="a has 2 rows but there are 3 problems"):
+        otsolve.exact_batch(np.ones((3, 2, 2)), np.ones((2, 2)) / 2)
+    with pytest.raises(ValueError, match="C contains nan"):
+        otsolve.exact_batch(np.full((2, 2, 2), np.nan))
+
+
+def test_warm_start_from_exact_potentials_needs_few_pivots():
+    rng = np.random.default_rng(41)
+    x, y = rng.normal(size=(200, 2)), rng.normal(size=(200, 2))
+    C = otsolve.cost_matrix(x, y)
+    cold = otsolve.exact(C)
+    warm = otsolve.exact(C, warm_start=cold.potentials)
+    assert warm.value == pytest.approx(cold.value, rel=1e-12)
+    assert warm.n_iter < cold.n_iter / 10

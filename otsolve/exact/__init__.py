@@ -1,4 +1,4 @@
 """Exact optimal transport (network simplex)."""
-from .network_simplex import exact
+from .network_simplex import exact, exact_batch, exact_points
 
-__all__ = ["exact"]
+__all__ = ["exact", "exact_batch", "exact_points"]

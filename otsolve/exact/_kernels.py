@@ -5,20 +5,23 @@ in flat arrays: ``parent``, a doubly linked child list (``first_child``, ``next_
 ``prev_sib``), ``depth``, ``flow`` (on the arc to the parent; every arc runs source -> sink, so
 its direction follows from the node's kind) and the potentials ``pi`` (f = pi[:n], g = pi[n:]).
 Potentials are recomputed from the tree (never shifted incrementally) so that a huge cost that
-leaves the basis leaves no rounding trace behind.
+leaves the basis leaves no rounding trace behind. ``src`` is a dense cost matrix or an
+on-the-fly cost source (see ``otsolve._costs.cost_at``); ``n, m`` are its shape.
 """
 import numpy as np
-from numba import njit
+from numba import njit, prange
+
+from .._costs import cost_at
 
 OPTIMAL, MAX_ITER = 0, 1
 
 
 @njit(cache=True, inline="always")
-def _arc_cost(C, n, w, p):
+def _arc_cost(src, n, w, p):
     """Cost of the tree arc between node w and its parent p."""
     if w < n:
-        return C[w, p - n]
-    return C[p, w - n]
+        return cost_at(src, w, p - n)
+    return cost_at(src, p, w - n)
 
 
 @njit(cache=True, inline="always")
@@ -43,13 +46,13 @@ def _link(w, p, parent, first_child, next_sib, prev_sib):
 
 
 @njit(cache=True)
-def _relabel(top, C, n, parent, first_child, next_sib, pi, depth):
+def _relabel(top, src, n, parent, first_child, next_sib, pi, depth):
     """Recompute pi and depth over the subtree of ``top`` (not the root) in preorder:
     pi[w] = C(arc) - pi[parent[w]], which holds f_i + g_j = C_ij on every tree arc."""
     w = top
     while True:
         p = parent[w]
-        pi[w] = _arc_cost(C, n, w, p) - pi[p]
+        pi[w] = _arc_cost(src, n, w, p) - pi[p]
         depth[w] = depth[p] + 1
         if first_child[w] >= 0:
             w = first_child[w]
@@ -62,7 +65,7 @@ def _relabel(top, C, n, parent, first_child, next_sib, pi, depth):
 
 
 @njit(cache=True)
-def northwest_tree(C, a, b, row_order, col_order, parent, flow, first_child, next_sib, prev_sib,
+def northwest_tree(src, a, b, row_order, col_order, parent, flow, first_child, next_sib, prev_sib,
                    pi, depth):
     """Fill a strongly feasible initial tree by the north-west corner rule over the given
     row and column orders, rooted at the first row. A degenerate (zero-flow) cell is only ever
@@ -102,16 +105,15 @@ def northwest_tree(C, a, b, row_order, col_order, parent, flow, first_child, nex
     pi[root] = 0.0
     depth[root] = 0
     flow[root] = 0.0
-    _relabel(first_child[root], C, n, parent, first_child, next_sib, pi, depth)
-    w = next_sib[first_child[root]]
+    w = first_child[root]
     while w >= 0:
-        _relabel(w, C, n, parent, first_child, next_sib, pi, depth)
+        _relabel(w, src, n, parent, first_child, next_sib, pi, depth)
         w = next_sib[w]
     return root
 
 
 @njit(cache=True)
-def _price_block(C, pi, n, m, start, block, tol):
+def _price_block(src, pi, n, m, start, block, tol):
     """Scan arcs cyclically from ``start`` (= i*m + j) in blocks of ``block`` arcs; return the
     arc of most negative reduced cost in the first block that has one, or -1 if none has.
     An arc counts when C_ij - f_i - g_j < -tol * (|C_ij| + |f_i| + |g_j|)."""
@@ -124,7 +126,7 @@ def _price_block(C, pi, n, m, start, block, tol):
         stop = min(m, j + block - in_block, j + total - scanned)
         for jj in range(j, stop):
             gj = pi[n + jj]
-            c = C[i, jj]
+            c = cost_at(src, i, jj)
             rc = c - fi - gj
             if rc < best and -rc > tol * (abs(c) + abs(fi) + abs(gj)):
                 best, best_arc = rc, i * m + jj
@@ -143,16 +145,15 @@ def _price_block(C, pi, n, m, start, block, tol):
 
 
 @njit(cache=True)
-def network_simplex(C, root, parent, flow, first_child, next_sib, prev_sib, pi, depth,
+def network_simplex(src, n, m, root, parent, flow, first_child, next_sib, prev_sib, pi, depth,
                     block, tol, max_iter):
     """Pivot until no arc prices out (OPTIMAL) or ``max_iter`` pivots (MAX_ITER, if >= 0).
     Leaving arc by Cunningham's rule (last blocking arc from the apex), so the tree stays
     strongly feasible and degenerate pivots cannot cycle. Returns (status, pivots)."""
-    n, m = C.shape
     cursor = 0
     pivots = 0
     while True:
-        arc = _price_block(C, pi, n, m, cursor, block, tol)
+        arc = _price_block(src, pi, n, m, cursor, block, tol)
         if arc < 0:
             return OPTIMAL, pivots
         if pivots == max_iter:
@@ -202,7 +203,7 @@ def network_simplex(C, root, parent, flow, first_child, next_sib, prev_sib, pi, 
             if w == out:
                 break
             carried, prev, w = old, w, nxt
-        _relabel(q, C, n, parent, first_child, next_sib, pi, depth)
+        _relabel(q, src, n, parent, first_child, next_sib, pi, depth)
         pivots += 1
 
 
@@ -236,12 +237,66 @@ def tree_flows(root, a, b, parent, first_child, next_sib, flow):
     flow[root] = 0.0
 
 
-@njit(cache=True)
-def dual_violation(C, f, g):
+@njit(cache=True, parallel=True)
+def dual_violation(src, f, g):
     """max_ij (f_i + g_j - C_ij), at least 0."""
-    n, m = C.shape
-    worst = 0.0
-    for i in range(n):
-        for j in range(m):
-            worst = max(worst, f[i] + g[j] - C[i, j])
-    return worst
+    worst = np.zeros(f.shape[0])
+    for i in prange(f.shape[0]):
+        for j in range(g.shape[0]):
+            worst[i] = max(worst[i], f[i] + g[j] - cost_at(src, i, j))
+    return worst.max()
+
+
+@njit(cache=True, parallel=True)
+def tightest_potentials(src, f, g, row_alive, col_alive):
+    """Potentials of removed (zero-weight) rows, then columns, as the tightest feasible values:
+    f_i = min_{alive j} C_ij - g_j, then g_j = min_i C_ij - f_i."""
+    n, m = f.shape[0], g.shape[0]
+    for i in prange(n):
+        if not row_alive[i]:
+            best = np.inf
+            for j in range(m):
+                if col_alive[j]:
+                    best = min(best, cost_at(src, i, j) - g[j])
+            f[i] = best
+    for j in prange(m):
+        if not col_alive[j]:
+            best = np.inf
+            for i in range(n):
+                best = min(best, cost_at(src, i, j) - f[i])
+            g[j] = best
+
+
+@njit(cache=True)
+def solve(src, a, b, row_order, col_order, block, tol, max_iter, parent, flow, pi):
+    """One transport problem end to end: north-west tree, pivots, flows from the marginals.
+    Fills parent, flow, pi (length n + m); returns (status, pivots)."""
+    n, m = a.shape[0], b.shape[0]
+    size = n + m
+    first_child, next_sib = np.empty(size, np.int64), np.empty(size, np.int64)
+    prev_sib, depth = np.empty(size, np.int64), np.empty(size, np.int64)
+    root = northwest_tree(src, a, b, row_order, col_order, parent, flow, first_child, next_sib,
+                          prev_sib, pi, depth)
+    status, pivots = network_simplex(src, n, m, root, parent, flow, first_child, next_sib, prev_sib,
+                                     pi, depth, block, tol, max_iter)
+    tree_flows(root, a, b, parent, first_child, next_sib, flow)
+    return status, pivots
+
+
+@njit(cache=True, parallel=True)
+def solve_batch(Cs, As, Bs, block, tol, max_iter, parents, flows, pis, status, pivots):
+    """Independent problems Cs[k] in parallel, one per thread at a time."""
+    n, m = As.shape[1], Bs.shape[1]
+    identity_rows, identity_cols = np.arange(n), np.arange(m)
+    for k in prange(Cs.shape[0]):
+        status[k], pivots[k] = solve(Cs[k], As[k], Bs[k], identity_rows, identity_cols, block, tol,
+                                     max_iter, parents[k], flows[k], pis[k])
+
+
+@njit(cache=True)
+def arc_costs(src, rows, cols):
+    """C at the listed cells."""
+    out = np.empty(rows.shape[0])
+    for k in range(rows.shape[0]):
+        out[k] = cost_at(src, rows[k], cols[k])
+    return out
