@@ -113,52 +113,43 @@ def northwest_tree(src, a, b, row_order, col_order, parent, flow, first_child, n
 
 
 @njit(cache=True)
-def _price_block(src, pi, n, m, start, block, tol):
-    """Scan arcs cyclically from ``start`` (= i*m + j) in blocks of ``block`` arcs; return the
-    arc of most negative reduced cost in the first block that has one, or -1 if none has.
-    An arc counts when C_ij - f_i - g_j < -tol * (|C_ij| + |f_i| + |g_j|)."""
-    total = n * m
-    i, j = start // m, start % m
+def _price_rows(src, pi, n, m, start_row, block_rows, tol):
+    """Block search by whole rows, cyclically from ``start_row``: return the arc (i*m + j) of
+    most negative reduced cost in the first block of ``block_rows`` rows that has one, or -1.
+    An arc counts when C_ij - f_i - g_j < -tol * (|C_ij| + |f_i| + |g_j|). Whole rows keep the
+    inner loop simple (about twice the speed of blocks that end mid-row)."""
     best, best_arc = 0.0, -1
-    scanned, in_block = 0, 0
-    while scanned < total:
+    i = start_row
+    for r in range(n):
         fi = pi[i]
-        stop = min(m, j + block - in_block, j + total - scanned)
-        for jj in range(j, stop):
-            gj = pi[n + jj]
-            c = cost_at(src, i, jj)
+        for j in range(m):
+            gj = pi[n + j]
+            c = cost_at(src, i, j)
             rc = c - fi - gj
             if rc < best and -rc > tol * (abs(c) + abs(fi) + abs(gj)):
-                best, best_arc = rc, i * m + jj
-        done = stop - j
-        scanned += done
-        in_block += done
-        j = stop
-        if j == m:
-            j = 0
-            i = i + 1 if i + 1 < n else 0
-        if in_block == block:
-            if best_arc >= 0:
-                return best_arc
-            in_block = 0
+                best = rc
+                best_arc = i * m + j
+        i = i + 1 if i + 1 < n else 0
+        if (r + 1) % block_rows == 0 and best_arc >= 0:
+            return best_arc
     return best_arc
 
 
 @njit(cache=True)
 def network_simplex(src, n, m, root, parent, flow, first_child, next_sib, prev_sib, pi, depth,
-                    block, tol, max_iter):
+                    block_rows, tol, max_iter):
     """Pivot until no arc prices out (OPTIMAL) or ``max_iter`` pivots (MAX_ITER, if >= 0).
     Leaving arc by Cunningham's rule (last blocking arc from the apex), so the tree stays
     strongly feasible and degenerate pivots cannot cycle. Returns (status, pivots)."""
     cursor = 0
     pivots = 0
     while True:
-        arc = _price_block(src, pi, n, m, cursor, block, tol)
+        arc = _price_rows(src, pi, n, m, cursor, block_rows, tol)
         if arc < 0:
             return OPTIMAL, pivots
         if pivots == max_iter:
             return MAX_ITER, pivots
-        cursor = arc + 1 if arc + 1 < n * m else 0
+        cursor = arc // m + 1 if arc // m + 1 < n else 0
         u, v = arc // m, n + arc % m
         x, y = u, v
         while x != y:  # apex of the cycle
@@ -268,7 +259,7 @@ def tightest_potentials(src, f, g, row_alive, col_alive):
 
 
 @njit(cache=True)
-def solve(src, a, b, row_order, col_order, block, tol, max_iter, parent, flow, pi):
+def solve(src, a, b, row_order, col_order, block_rows, tol, max_iter, parent, flow, pi):
     """One transport problem end to end: north-west tree, pivots, flows from the marginals.
     Fills parent, flow, pi (length n + m); returns (status, pivots)."""
     n, m = a.shape[0], b.shape[0]
@@ -278,18 +269,18 @@ def solve(src, a, b, row_order, col_order, block, tol, max_iter, parent, flow, p
     root = northwest_tree(src, a, b, row_order, col_order, parent, flow, first_child, next_sib,
                           prev_sib, pi, depth)
     status, pivots = network_simplex(src, n, m, root, parent, flow, first_child, next_sib, prev_sib,
-                                     pi, depth, block, tol, max_iter)
+                                     pi, depth, block_rows, tol, max_iter)
     tree_flows(root, a, b, parent, first_child, next_sib, flow)
     return status, pivots
 
 
 @njit(cache=True, parallel=True)
-def solve_batch(Cs, As, Bs, block, tol, max_iter, parents, flows, pis, status, pivots):
+def solve_batch(Cs, As, Bs, block_rows, tol, max_iter, parents, flows, pis, status, pivots):
     """Independent problems Cs[k] in parallel, one per thread at a time."""
     n, m = As.shape[1], Bs.shape[1]
     identity_rows, identity_cols = np.arange(n), np.arange(m)
     for k in prange(Cs.shape[0]):
-        status[k], pivots[k] = solve(Cs[k], As[k], Bs[k], identity_rows, identity_cols, block, tol,
+        status[k], pivots[k] = solve(Cs[k], As[k], Bs[k], identity_rows, identity_cols, block_rows, tol,
                                      max_iter, parents[k], flows[k], pis[k])
 
 

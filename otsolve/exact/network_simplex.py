@@ -13,8 +13,6 @@ from .._validation import as_float_array, check_balanced, check_count, check_cos
 from . import _kernels
 
 REDUCED_COST_TOL = 1e-12  # relative to |C_ij| + |f_i| + |g_j|: a few ulps of a path sum of ~1e4 arcs
-BLOCK_FACTOR = 0.25       # pricing block: BLOCK_FACTOR * sqrt(n m) arcs (measured best on 2-D clouds)
-MIN_BLOCK = 32
 
 
 def exact(C, a=None, b=None, *, max_iter=None, warm_start=None) -> OTResult:
@@ -122,7 +120,7 @@ def exact_batch(Cs, a=None, b=None, *, max_iter=None) -> list[OTResult]:
         parents = np.empty((len(idx), n + m), np.int64)
         flows, pis = np.empty((len(idx), n + m)), np.empty((len(idx), n + m))
         status, pivots = np.empty(len(idx), np.int64), np.empty(len(idx), np.int64)
-        _kernels.solve_batch(np.ascontiguousarray(Cs[idx]), A[idx], B[idx], _block(n, m),
+        _kernels.solve_batch(np.ascontiguousarray(Cs[idx]), A[idx], B[idx], _block_rows(n, m),
                              REDUCED_COST_TOL, max_iter, parents, flows, pis, status, pivots)
         for s, t in enumerate(idx):
             results[t] = _result(Cs[t], A[t], B[t], np.arange(n), np.arange(m), parents[s], flows[s],
@@ -179,8 +177,9 @@ def _principal_axis(points):
     return vt[0]
 
 
-def _block(n, m):
-    return max(MIN_BLOCK, int(BLOCK_FACTOR * math.sqrt(n * m)))
+def _block_rows(n, m):
+    """Pricing block of about sqrt(n m) arcs (Bonneel et al. 2011), in whole rows."""
+    return max(1, round(math.sqrt(n * m) / m))
 
 
 def _subproblem(src, rows, cols):
@@ -198,7 +197,7 @@ def _solve(src, shape, a, b, orders, max_iter):
     n, m = len(rows), len(cols)
     parent, flow, pi = np.empty(n + m, np.int64), np.empty(n + m), np.empty(n + m)
     row_order, col_order = orders(rows, cols)
-    status, pivots = _kernels.solve(sub, a[rows], b[cols], row_order, col_order, _block(n, m),
+    status, pivots = _kernels.solve(sub, a[rows], b[cols], row_order, col_order, _block_rows(n, m),
                                     REDUCED_COST_TOL, max_iter, parent, flow, pi)
     f, g = np.zeros(shape[0]), np.zeros(shape[1])
     f[rows], g[cols] = pi[:n], pi[n:]
