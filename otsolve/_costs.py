@@ -96,3 +96,44 @@ def cost_source(x, y, metric, p):
     """The on-the-fly cost source ``(x, y, code, p)`` of :func:`cost_at` for validated clouds."""
     code, p = cost_code(metric, p)
     return (x, y, code, p)
+
+
+def cost_row(src, i, buf):
+    """Row i of the cost of a source (see :func:`cost_at`): a view of a dense matrix, or
+    ``buf`` (length m) filled on the fly, with the metric's branch hoisted out of the loop."""
+    if isinstance(src, np.ndarray):
+        return src[i]
+    for j in range(buf.shape[0]):
+        buf[j] = cost_at(src, i, j)
+    return buf
+
+
+@overload(cost_row)
+def _cost_row_impl(src, i, buf):
+    if isinstance(src, types.Array):
+        return lambda src, i, buf: src[i]
+
+    def fill(src, i, buf):
+        x, y, code, p = src
+        d = x.shape[1]
+        if code == CITYBLOCK_POW:
+            for j in range(buf.shape[0]):
+                s = 0.0
+                for k in range(d):
+                    s += abs(x[i, k] - y[j, k])
+                buf[j] = s
+        else:
+            for j in range(buf.shape[0]):
+                s = 0.0
+                for k in range(d):
+                    t = x[i, k] - y[j, k]
+                    s += t * t
+                buf[j] = s
+        if code == EUCLIDEAN_POW:
+            for j in range(buf.shape[0]):
+                buf[j] = math.sqrt(buf[j])
+        if code != SQEUCLIDEAN and p != 1.0:
+            for j in range(buf.shape[0]):
+                buf[j] = buf[j] ** p
+        return buf
+    return fill

@@ -11,7 +11,7 @@ on-the-fly cost source (see ``otsolve._costs.cost_at``); ``n, m`` are its shape.
 import numpy as np
 from numba import njit, prange
 
-from .._costs import cost_at
+from .._costs import cost_at, cost_row
 
 OPTIMAL, MAX_ITER = 0, 1
 
@@ -119,12 +119,14 @@ def _price_rows(src, pi, n, m, start_row, block_rows, tol):
     An arc counts when C_ij - f_i - g_j < -tol * (|C_ij| + |f_i| + |g_j|). Whole rows keep the
     inner loop simple (about twice the speed of blocks that end mid-row)."""
     best, best_arc = 0.0, -1
+    buf = np.empty(m)
     i = start_row
     for r in range(n):
         fi = pi[i]
+        row = cost_row(src, i, buf)
         for j in range(m):
             gj = pi[n + j]
-            c = cost_at(src, i, j)
+            c = row[j]
             rc = c - fi - gj
             if rc < best and -rc > tol * (abs(c) + abs(fi) + abs(gj)):
                 best = rc
