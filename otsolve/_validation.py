@@ -25,7 +25,8 @@ def as_float_array(x, name: str) -> np.ndarray:
     return np.array(arr, dtype=np.float64, order="C", copy=True)
 
 
-def _check_finite(arr: np.ndarray, name: str) -> None:
+def check_finite(arr: np.ndarray, name: str) -> None:
+    """Raise naming the first non-finite entry of ``arr``."""
     if np.isfinite(arr.sum()):  # one pass in the common case
         return
     bad = np.argwhere(~np.isfinite(arr))
@@ -43,7 +44,7 @@ def check_cost(C, name: str = "C") -> np.ndarray:
         raise ValueError(f"{name} must be a 2-D cost matrix; got an array with shape {C.shape}")
     if C.size == 0:
         raise ValueError(f"{name} is empty (shape {C.shape}); need at least one row and one column")
-    _check_finite(C, name)
+    check_finite(C, name)
     return C
 
 
@@ -56,7 +57,7 @@ def check_weights(w, size: int, name: str, *, dim_name: str = "entries") -> np.n
         raise ValueError(f"{name} must be 1-D; got shape {w.shape}")
     if w.shape[0] != size:
         raise ValueError(f"{name} has {w.shape[0]} entries but must have {size} ({dim_name})")
-    _check_finite(w, name)
+    check_finite(w, name)
     if (w < 0).any():
         k = int(np.argmax(w < 0))
         raise ValueError(f"{name} has a negative weight {float(w[k])} at index {k}; weights must be >= 0")
@@ -94,7 +95,7 @@ def check_points(x, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be an (n, d) array of points; got shape {x.shape}")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {x.shape}); need at least one point of dimension >= 1")
-    _check_finite(x, name)
+    check_finite(x, name)
     return x
 
 

@@ -312,8 +312,10 @@ def test_batch_bad_input():
         otsolve.exact_batch(np.ones((3, 3)))
     with pytest.raises(ValueError, match="a has 2 rows but there are 3 problems"):
         otsolve.exact_batch(np.ones((3, 2, 2)), np.ones((2, 2)) / 2)
-    with pytest.raises(ValueError, match="C contains nan"):
+    with pytest.raises(ValueError, match=r"Cs contains nan at \(0, 0, 0\)"):
         otsolve.exact_batch(np.full((2, 2, 2), np.nan))
+    with pytest.raises(ValueError, match=r"a\[1\] has a negative weight"):
+        otsolve.exact_batch(np.ones((2, 2, 2)), [[0.5, 0.5], [1.5, -0.5]])
 
 
 def test_warm_start_from_sinkhorn_like_potentials_gives_the_same_optimum():

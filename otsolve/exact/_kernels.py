@@ -230,29 +230,32 @@ def tree_flows(root, a, b, parent, first_child, next_sib, flow):
     flow[root] = 0.0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def dual_violation(src, f, g):
-    """max_ij (f_i + g_j - C_ij), at least 0."""
-    worst = np.zeros(f.shape[0])
-    for i in prange(f.shape[0]):
+    """max_ij (f_i + g_j - C_ij), at least 0. Serial: thread start-up would dominate the
+    small problems of GAN minibatches and batches."""
+    worst = 0.0
+    buf = np.empty(g.shape[0])
+    for i in range(f.shape[0]):
+        row = cost_row(src, i, buf)
         for j in range(g.shape[0]):
-            worst[i] = max(worst[i], f[i] + g[j] - cost_at(src, i, j))
-    return worst.max()
+            worst = max(worst, f[i] + g[j] - row[j])
+    return worst
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def tightest_potentials(src, f, g, row_alive, col_alive):
     """Potentials of removed (zero-weight) rows, then columns, as the tightest feasible values:
     f_i = min_{alive j} C_ij - g_j, then g_j = min_i C_ij - f_i."""
     n, m = f.shape[0], g.shape[0]
-    for i in prange(n):
+    for i in range(n):
         if not row_alive[i]:
             best = np.inf
             for j in range(m):
                 if col_alive[j]:
                     best = min(best, cost_at(src, i, j) - g[j])
             f[i] = best
-    for j in prange(m):
+    for j in range(m):
         if not col_alive[j]:
             best = np.inf
             for i in range(n):

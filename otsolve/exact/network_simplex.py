@@ -9,7 +9,8 @@ import scipy.sparse
 
 from .._costs import cost_source
 from .._result import ConvergenceWarning, OTResult, Status
-from .._validation import as_float_array, check_balanced, check_count, check_cost, check_problem, check_weights
+from .._validation import (as_float_array, check_balanced, check_count, check_finite, check_problem,
+                           check_weights)
 from . import _kernels
 
 REDUCED_COST_TOL = 1e-12  # relative to |C_ij| + |f_i| + |g_j|: a few ulps of a path sum of ~1e4 arcs
@@ -107,39 +108,40 @@ def exact_batch(Cs, a=None, b=None, *, max_iter=None) -> list[OTResult]:
     Cs = as_float_array(Cs, "Cs")
     if Cs.ndim != 3 or 0 in Cs.shape:
         raise ValueError(f"Cs must be a non-empty (k, n, m) stack of cost matrices; got shape {Cs.shape}")
-    k = Cs.shape[0]
-    problems = [check_problem(Cs[t], _row(a, t, k, "a"), _row(b, t, k, "b")) for t in range(k)]
+    k, n, m = Cs.shape
+    check_finite(Cs, "Cs")
+    A = _weight_rows(a, k, n, "a", f"rows of each cost matrix, Cs.shape == {Cs.shape}")
+    B = _weight_rows(b, k, m, "b", f"columns of each cost matrix, Cs.shape == {Cs.shape}")
+    B = np.stack([check_balanced(A[t], B[t]) for t in range(k)])
     max_iter = _check_max_iter(max_iter)
-    A = np.stack([prob[1] for prob in problems])
-    B = np.stack([prob[2] for prob in problems])
     batchable = (A > 0).all(axis=1) & (B > 0).all(axis=1)  # zero weights take the general path
     results = [None] * k
     idx = np.flatnonzero(batchable)
     if len(idx):
-        n, m = Cs.shape[1:]
         parents = np.empty((len(idx), n + m), np.int64)
         flows, pis = np.empty((len(idx), n + m)), np.empty((len(idx), n + m))
         status, pivots = np.empty(len(idx), np.int64), np.empty(len(idx), np.int64)
         _kernels.solve_batch(np.ascontiguousarray(Cs[idx]), A[idx], B[idx], _block_rows(n, m),
                              REDUCED_COST_TOL, max_iter, parents, flows, pis, status, pivots)
+        rows, cols = np.arange(n), np.arange(m)
         for s, t in enumerate(idx):
-            results[t] = _result(Cs[t], A[t], B[t], np.arange(n), np.arange(m), parents[s], flows[s],
+            results[t] = _result(Cs[t], A[t], B[t], rows, cols, parents[s], flows[s],
                                  pis[s, :n], pis[s, n:], Status(status[s]), pivots[s], max_iter)
     for t in np.flatnonzero(~batchable):
-        results[t] = _solve(Cs[t], Cs[t].shape, A[t], B[t], _identity_orders, max_iter)
+        results[t] = _solve(Cs[t], (n, m), A[t], B[t], _identity_orders, max_iter)
     return results
 
 
-def _row(w, t, k, name):
-    """Weights of problem t from shared (n,) or per-problem (k, n) weights."""
+def _weight_rows(w, k, size, name, dim_name):
+    """(k, size) weights from None, shared (size,) or per-problem (k, size) weights."""
     if w is None:
-        return None
+        return np.full((k, size), 1.0 / size)
     w = as_float_array(w, name)
     if w.ndim == 2:
         if w.shape[0] != k:
             raise ValueError(f"{name} has {w.shape[0]} rows but there are {k} problems")
-        return w[t]
-    return w
+        return np.stack([check_weights(row, size, f"{name}[{t}]", dim_name=dim_name) for t, row in enumerate(w)])
+    return np.tile(check_weights(w, size, name, dim_name=dim_name), (k, 1))
 
 
 def _check_max_iter(max_iter):
@@ -214,11 +216,15 @@ def _result(src, a, b, rows, cols, parent, flow, f, g, status, pivots, max_iter)
     src_node = np.where(node < n_sub, node, parent[node])
     snk_node = np.where(node < n_sub, parent[node], node) - n_sub
     i, j = rows[src_node], cols[snk_node]
+    order = np.lexsort((j, i))
+    i, j, mass = i[order], j[order], flow[node][order]
     arc_costs = src[i, j] if isinstance(src, np.ndarray) else _kernels.arc_costs(src, i, j)
-    plan = scipy.sparse.csr_array((flow[node], (i, j)), shape=(len(a), len(b)))
-    value = float(flow[node] @ arc_costs)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(i, minlength=len(a)))])
+    plan = scipy.sparse.csr_array((mass, j, indptr), shape=(len(a), len(b)))
+    value = float(mass @ arc_costs)
     dual_value = float(a @ f + b @ g)
-    marginal_error = max(np.abs(plan.sum(axis=1) - a).sum(), np.abs(plan.sum(axis=0) - b).sum())
+    marginal_error = max(np.abs(np.bincount(i, mass, minlength=len(a)) - a).sum(),
+                         np.abs(np.bincount(j, mass, minlength=len(b)) - b).sum())
     message = "optimal"
     if status != Status.OPTIMAL:
         message = f"stopped after max_iter={max_iter} pivots before optimality; the plan is feasible, not optimal"

@@ -1,0 +1,177 @@
+"""Exact OT: otsolve vs POT's C++ network simplex (ot.emd) vs SciPy's HiGHS, same data, one process.
+
+    python benchmarks/bench_exact.py            # dense 500..5000, lazy 10k/20k, warm starts, batch
+    python benchmarks/bench_exact.py --large    # adds dense 10000 and lazy 50000
+    python benchmarks/bench_exact.py --quick    # small sizes, a smoke run
+
+Data: two 2-D Gaussian clouds (the second shifted and stretched), squared Euclidean cost scaled to
+[0, 1]. Times are wall-clock medians; the first otsolve call (Numba compilation, cached to disk
+afterwards) is timed apart. A fast wrong answer is no win: each row shows the value difference.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+
+import numpy as np
+import ot
+import psutil
+import scipy.optimize
+import scipy.sparse
+
+import otsolve
+from otsolve.exact import exact_points
+
+
+def clouds(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 2)), rng.normal(size=(n, 2)) * [1.5, 0.5] + [2.0, 1.0]
+
+
+def timed(fn, repeats=1):
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+class PeakMemory:
+    """Peak resident memory above the level at entry, sampled every 5 ms."""
+
+    def __enter__(self):
+        self.process = psutil.Process()
+        self.base = self.peak = self.process.memory_info().rss
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self):
+        while self.running:
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.005)
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss)
+
+    @property
+    def mib(self):
+        return (self.peak - self.base) / 2**20
+
+
+def highs(C):
+    n, m = C.shape
+    A = scipy.sparse.vstack([scipy.sparse.kron(scipy.sparse.eye(n), np.ones((1, m))),
+                             scipy.sparse.kron(np.ones((1, n)), scipy.sparse.eye(m))])
+    rhs = np.concatenate([np.full(n, 1 / n), np.full(m, 1 / m)])
+    return scipy.optimize.linprog(C.ravel(), A_eq=A, b_eq=rhs, bounds=(0, None), method="highs").fun
+
+
+def table(title, header, rows):
+    print(f"\n{title}")
+    widths = [max(len(str(h)), *(len(str(r[k])) for r in rows)) for k, h in enumerate(header)]
+    print("  ".join(str(h).rjust(w) for h, w in zip(header, widths)))
+    for r in rows:
+        print("  ".join(str(v).rjust(w) for v, w in zip(r, widths)), flush=True)
+
+
+def bench_dense(sizes, highs_max):
+    rows = []
+    for n in sizes:
+        x, y = clouds(n)
+        C = otsolve.cost_matrix(x, y)
+        C /= C.max()
+        repeats = 3 if n <= 2000 else 1
+        t_ours, res = timed(lambda: otsolve.exact(C), repeats)
+        t_pot, pot_value = timed(lambda: ot.emd2([], [], C, numItermax=10**10), repeats)
+        t_highs, highs_value = timed(lambda: highs(C)) if n <= highs_max else (float("nan"), float("nan"))
+        rows.append((n, f"{t_ours:.3f}", f"{t_pot:.3f}", f"{t_highs:.3f}", f"{t_ours / t_pot:.2f}",
+                     f"{res.value - pot_value:.1e}", f"{res.value - highs_value:.1e}", res.n_iter,
+                     f"{res.duality_gap:.0e}", f"{res.max_dual_violation:.0e}"))
+    table("dense exact OT (seconds; ratio = otsolve / POT)",
+          ["n", "otsolve", "POT emd", "HiGHS", "ratio", "value-POT", "value-HiGHS", "pivots", "gap",
+           "dual viol."], rows)
+
+
+def bench_lazy(sizes, pot_max):
+    rows = []
+    for n in sizes:
+        x, y = clouds(n)
+        with PeakMemory() as mem:
+            t_ours, res = timed(lambda: exact_points(x, y, None, None, p=2, metric="euclidean"))
+        if n <= pot_max:
+            with PeakMemory() as pot_mem:
+                t_pot, pot_value = timed(lambda: float(ot.emd2_lazy(x, y, numItermax=10**10,
+                                                                     return_matrix=False)))
+            pot = (f"{t_pot:.1f}", f"{pot_mem.mib:.0f}", f"{t_ours / t_pot:.2f}", f"{res.value - pot_value:.1e}")
+        else:
+            pot = ("-", "-", "-", "-")
+        dense_gib = n * n * 8 / 2**30
+        rows.append((n, f"{t_ours:.1f}", f"{mem.mib:.0f}", *pot, f"{dense_gib:.1f}", res.n_iter))
+    table("lazy exact OT on point clouds, costs on the fly (seconds, peak MiB above baseline)",
+          ["n", "otsolve", "MiB", "POT emd2_lazy", "MiB", "ratio", "value diff", "dense C would be GiB",
+           "pivots"], rows)
+
+
+def bench_warm(n):
+    x, y = clouds(n)
+    C = otsolve.cost_matrix(x, y)
+    C /= C.max()
+    rng = np.random.default_rng(1)
+    C2 = C * (1 + 0.01 * rng.random(C.shape))  # a perturbed problem, e.g. the next GAN step
+    base = otsolve.exact(C)
+    reg = 1e-2
+    pot = ot.sinkhorn(np.full(n, 1 / n), np.full(n, 1 / n), C2, reg, method="sinkhorn_log", log=True)[1]
+    starts = {"exact duals of the unperturbed problem": base.potentials,
+              f"Sinkhorn duals (reg={reg})": (reg * pot["log_u"], reg * pot["log_v"])}
+    t_cold, cold = timed(lambda: otsolve.exact(C2), 3)
+    rows = [("cold", f"{t_cold:.3f}", cold.n_iter, "1.00", "0")]
+    for name, start in starts.items():
+        t, res = timed(lambda: otsolve.exact(C2, warm_start=start), 3)
+        rows.append((name, f"{t:.3f}", res.n_iter, f"{t_cold / t:.2f}", f"{res.value - cold.value:.0e}"))
+    table(f"warm start, perturbed problem n={n}", ["start", "seconds", "pivots", "speed-up", "value diff"], rows)
+
+
+def bench_batch(k, n):
+    rng = np.random.default_rng(2)
+    Cs = rng.random((k, n, 2))
+    Cs = np.stack([otsolve.cost_matrix(c, rng.normal(size=(n, 2))) for c in Cs])
+    t_ours, res = timed(lambda: otsolve.exact_batch(Cs), 3)
+    t_pot, pot_values = timed(lambda: [ot.emd2([], [], C) for C in Cs], 3)
+    t_loop, _ = timed(lambda: [otsolve.exact(C) for C in Cs], 3)
+    diff = max(abs(r.value - v) for r, v in zip(res, pot_values))
+    table(f"batch of {k} problems of n={n}", ["otsolve exact_batch", "POT emd loop", "otsolve exact loop",
+                                              "ratio batch/POT", "max value diff"],
+          [(f"{t_ours:.3f}", f"{t_pot:.3f}", f"{t_loop:.3f}", f"{t_ours / t_pot:.2f}", f"{diff:.0e}")])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--large", action="store_true", help="add dense n=10000 and lazy n=50000")
+    parser.add_argument("--quick", action="store_true", help="small sizes only")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    otsolve.exact(np.random.default_rng(0).random((30, 30)))
+    exact_points(*clouds(30), None, None, p=2, metric="euclidean")
+    otsolve.exact_batch(np.random.default_rng(0).random((2, 5, 5)))
+    print(f"first calls (Numba compile or cache load): {time.perf_counter() - start:.1f} s")
+    if args.quick:
+        bench_dense([200, 500], highs_max=500)
+        bench_lazy([1000], pot_max=1000)
+        bench_warm(300)
+        bench_batch(32, 32)
+        return
+    bench_dense([500, 1000, 2000, 5000] + ([10000] if args.large else []), highs_max=1000)
+    bench_lazy([10000, 20000] + ([50000] if args.large else []), pot_max=10000)
+    bench_warm(2000)
+    bench_batch(256, 64)
+
+
+if __name__ == "__main__":
+    main()
