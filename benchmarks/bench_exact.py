@@ -162,12 +162,12 @@ def main():
     otsolve.exact_batch(np.random.default_rng(0).random((2, 5, 5)))
     print(f"first calls (Numba compile or cache load): {time.perf_counter() - start:.1f} s")
     if args.quick:
-        bench_dense([200, 500], highs_max=500)
+        bench_dense([100, 200], highs_max=200)
         bench_lazy([1000], pot_max=1000)
         bench_warm(300)
         bench_batch(32, 32)
         return
-    bench_dense([500, 1000, 2000, 5000] + ([10000] if args.large else []), highs_max=1000)
+    bench_dense([200, 500, 1000, 2000, 5000] + ([10000] if args.large else []), highs_max=200)
     bench_lazy([10000, 20000] + ([50000] if args.large else []), pot_max=10000)
     bench_warm(2000)
     bench_batch(256, 64)
