@@ -132,9 +132,13 @@ def test_asgd_reg0_improves_and_bounds_lp():
     n = m = 100
     C = clouds(n, m, seed=6)
     lp = otsolve.exact(C).value
-    res = otsolve.semidual_sgd(C, reg=0.0, method="asgd", seed=6)
-    assert res.value <= lp + 1e-12
-    assert abs(res.value - lp) <= 1e-2 * lp  # ASGD at reg = 0 is O(1/sqrt(k)): a looser target
+    with pytest.warns(ConvergenceWarning, match="n_iter=20000"):  # one sample per step, as in the paper
+        res = otsolve.semidual_sgd(C, reg=0.0, method="asgd", seed=6, n_iter=20000, batch_size=1,
+                                   lr=0.3, check_every=2000, tol=1e-9)
+    assert np.all(res.trace <= lp + 1e-12)  # every averaged iterate is dual feasible
+    # ASGD at reg = 0 is O(1/sqrt(k)) (the paper's slow case); measured 3.4e-3 here
+    assert abs(res.value - lp) <= 1e-2 * lp
+    assert res.trace[-1] > res.trace[0]
 
 
 # ---------------------------------------------------------------- stability
@@ -300,11 +304,17 @@ def closed_form_1d(y, b, p):
     return sum(prim(edges[j + 1], yj) - prim(edges[j], yj) for j, yj in enumerate(y)), edges[1:-1]
 
 
+def monte_carlo_tol(res):
+    """4 standard errors of the value, a mean of f over the evaluation samples, plus 1e-4 for
+    the optimisation."""
+    return 4 * res.f.std() / np.sqrt(len(res.f)) + 1e-4
+
+
 def test_semidiscrete_laguerre_cells_1d():
     value, cuts = closed_form_1d(Y1, B1, 2)
     res = otsolve.semidiscrete_sgd(uniform_01, Y1, B1, seed=0)
     assert res.success
-    assert res.value == pytest.approx(value, abs=2e-4)  # MC estimate on 20000 samples: ~1e-4
+    assert res.value == pytest.approx(value, abs=monte_carlo_tol(res))
     # power-diagram boundaries: (t - y_j)^2 - g_j = (t - y_{j+1})^2 - g_{j+1} at the cuts t_j
     t = ((Y1[1:] ** 2 - Y1[:-1] ** 2) - (res.g[1:] - res.g[:-1])) / (2 * (Y1[1:] - Y1[:-1]))
     np.testing.assert_allclose(t, cuts, atol=5e-3)  # cell masses within 0.5% of b
@@ -314,8 +324,9 @@ def test_semidiscrete_laguerre_cells_1d():
 
 def test_semidiscrete_p1_and_2d_points():
     value, _ = closed_form_1d(Y1, B1, 1)
-    res = otsolve.semidiscrete_sgd(lambda n, rng: rng.random((n, 1)), Y1[:, None], B1, p=1, seed=1)
-    assert res.value == pytest.approx(value, abs=5e-4)
+    res = otsolve.semidiscrete_sgd(lambda n, rng: rng.random((n, 1)), Y1[:, None], B1, p=1, seed=1,
+                                   n_eval=100000)
+    assert res.value == pytest.approx(value, abs=monte_carlo_tol(res))
 
 
 def test_semidiscrete_entropic_first_order_condition():

@@ -11,7 +11,7 @@ from .._costs import _cost_matrix, cost_code
 from .._result import ConvergenceWarning, OTResult, Status
 from .._validation import as_float_array, check_count, check_points, check_positive, check_weights
 from . import _kernels
-from .sgd import DEFAULT_BATCH, VALUE_FLOOR, _budget, _progress_bar, _stalled
+from .sgd import DEFAULT_BATCH, VALUE_FLOOR, _budget, _progress_bar, _stalled, asgd_step
 
 MAX_CHECKS = 500  # default budget when n_iter is None: this many checks of check_every steps
 
@@ -46,7 +46,7 @@ def semidiscrete_sgd(sample_source, y, b=None, *, reg=0.0, n_iter=None, max_iter
         Budget of steps (synonyms); default ``500 * check_every``.
     batch_size : int, default 64
     lr : float, optional
-        Step constant; default ``sqrt(batch_size) * spread`` of the costs.
+        Step constant; default ``0.5 spread sqrt(m)``, spread the range of the costs.
     seed : int or numpy.random.Generator, optional
     tol : float, default 1e-3
         Stop when the objective, estimated on ``n_eval`` fixed samples every ``check_every``
@@ -92,7 +92,7 @@ def semidiscrete_sgd(sample_source, y, b=None, *, reg=0.0, n_iter=None, max_iter
         check_count(check_every, "check_every")
     budget = _budget(n_iter, max_iter, MAX_CHECKS * check_every)
     state = _State(x_eval, y, b, code, p, reg)
-    lr = math.sqrt(batch_size) * state.spread if lr is None else lr
+    lr = asgd_step(state.spread, m) if lr is None else lr
     g, g_avg, buf = np.zeros(m), np.zeros(m), np.empty((batch_size, m))
     steps, trace, converged = 0, [], False
     with _progress_bar(budget, progress) as bar:
