@@ -154,15 +154,11 @@ def test_no_overflow_many_sources_small_reg():
         assert res.status == Status.MAX_ITER
         assert np.isfinite(res.g).all() and np.isfinite(res.f).all()
         assert np.isfinite([res.value, res.value_linear, res.marginal_error, res.duality_gap]).all()
-        assert np.isfinite(res.trace).all()
-    lp = otsolve.exact(C).value
-    assert res.value <= lp + 1e-3 * 1e-1 * lp  # entropic semi-dual at any g is <= OT_eps ~ LP
+        assert np.isfinite(res.trace).all() and res.duality_gap >= 0
 
 
 def test_huge_costs_tiny_reg_finite():
     C = clouds(50, 40, seed=8) * 1e6
-    res = otsolve.semidual_sgd(C, reg=1e-2, seed=8, n_iter=50, tol=1e-12,
-                               check_every=10) if False else None
     with pytest.warns(ConvergenceWarning):
         res = otsolve.semidual_sgd(C, reg=1e-2, seed=8, n_iter=50, check_every=10)
     assert np.isfinite(res.g).all() and np.isfinite(res.value)

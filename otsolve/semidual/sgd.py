@@ -142,8 +142,8 @@ class _Problem:
     def upper_bound(self, g, reg, col):
         """Objective of the implied plan rounded onto the transport polytope (Altschuler,
         Weed & Rigollet 2017), an upper bound of the optimum; and <C, P> of the implied plan."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            scale = np.where(col > self.b, self.b / col, 1.0)
+        scale = np.ones(self.m)
+        np.divide(self.b, col, out=scale, where=col > self.b)
         rows, linear = np.empty(self.n), np.empty(self.n)
         _kernels.scaled_rows(self.C, self.a, g, self.log_b, reg, scale, rows, linear)
         err_a, err_b = np.maximum(self.a - rows, 0.0), np.maximum(self.b - col * scale, 0.0)
