@@ -11,7 +11,7 @@ from .._costs import _cost_matrix, cost_code
 from .._result import ConvergenceWarning, OTResult, Status
 from .._validation import as_float_array, check_count, check_points, check_positive, check_weights
 from . import _kernels
-from .sgd import DEFAULT_BATCH, VALUE_FLOOR, _budget, _progress_bar, _stalled, asgd_step
+from .sgd import DEFAULT_BATCH, VALUE_FLOOR, _budget, _progress_bar, _stalled, _Threads, asgd_step
 
 MAX_CHECKS = 500  # default budget when n_iter is None: this many checks of check_every steps
 
@@ -93,13 +93,14 @@ def semidiscrete_sgd(sample_source, y, b=None, *, reg=0.0, n_iter=None, max_iter
     budget = _budget(n_iter, max_iter, MAX_CHECKS * check_every)
     state = _State(x_eval, y, b, code, p, reg)
     lr = asgd_step(state.spread, m) if lr is None else lr
-    g, g_avg, buf = np.zeros(m), np.zeros(m), np.empty((batch_size, m))
+    g, g_avg, buf, b1 = np.zeros(m), np.zeros(m), np.empty((batch_size, m)), b / b.sum()
     steps, trace, converged = 0, [], False
     with _progress_bar(budget, progress) as bar:
         while steps < budget and not converged:
             k = min(check_every, budget - steps)
             x = _draw(sample_source, k * batch_size, rng, dim).reshape(k, batch_size, dim)
-            _kernels.asgd_points(x, y, code, p, g, g_avg, state.log_b, b / b.sum(), reg, lr, steps, buf)
+            state.threads.run(lambda lo, hi: _kernels.asgd_points(x[lo:hi], y, code, p, g, g_avg, state.log_b,
+                                                                  b1, reg, lr, steps + lo, buf), k)
             steps += k
             bar.update(k)
             trace.append(state.evaluate(g_avg)[0])
@@ -117,13 +118,15 @@ class _State:
         with np.errstate(divide="ignore"):
             self.log_b = np.log(b)
         self.chunks = 4 * numba.get_num_threads()
+        self.threads = _Threads()
         self.spread = float(np.ptp(_cost_block(x_eval[:1000], y, code, p))) or 1.0
 
     def evaluate(self, g):
         n, m = self.x.shape[0], self.y.shape[0]
         f, linear, colsum = np.empty(n), np.empty(n), np.empty((self.chunks, m))
-        _kernels.evaluate_points(self.x, self.y, self.code, self.p, self.a, g, self.log_b, self.reg,
-                                 f, linear, colsum)
+        with self.threads.using():
+            _kernels.evaluate_points(self.x, self.y, self.code, self.p, self.a, g, self.log_b, self.reg,
+                                     f, linear, colsum)
         return float(self.a @ f + self.b @ g), f, colsum.sum(axis=0), float(linear.sum())
 
     def denominator(self, value):

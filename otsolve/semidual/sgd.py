@@ -136,7 +136,8 @@ class _Problem:
     def evaluate(self, g, reg):
         """Exact semi-dual value, the c-transform f and the column sums of the implied plan."""
         f, colsum = np.empty(self.n), np.empty((self.chunks, self.m))
-        _kernels.evaluate(self.C, self.a, g, self.log_b, reg, f, colsum)
+        with self.threads.using():
+            _kernels.evaluate(self.C, self.a, g, self.log_b, reg, f, colsum)
         return float(self.a @ f + self.b @ g), f, colsum.sum(axis=0)
 
     def upper_bound(self, g, reg, col):
@@ -145,12 +146,14 @@ class _Problem:
         scale = np.ones(self.m)
         np.divide(self.b, col, out=scale, where=col > self.b)
         rows, linear = np.empty(self.n), np.empty(self.n)
-        _kernels.scaled_rows(self.C, self.a, g, self.log_b, reg, scale, rows, linear)
+        with self.threads.using():
+            _kernels.scaled_rows(self.C, self.a, g, self.log_b, reg, scale, rows, linear)
         err_a, err_b = np.maximum(self.a - rows, 0.0), np.maximum(self.b - col * scale, 0.0)
         total = err_a.sum()
         err_a = err_a / total if total > 0 else np.zeros(self.n)
         out = np.empty(self.n)
-        _kernels.rounded_objective(self.C, self.a, self.b, g, self.log_b, reg, scale, err_a, err_b, out)
+        with self.threads.using():
+            _kernels.rounded_objective(self.C, self.a, self.b, g, self.log_b, reg, scale, err_a, err_b, out)
         return float(out.sum()), float(linear.sum())
 
     def denominator(self, value):
@@ -175,32 +178,56 @@ class _Problem:
 
 
 class _Threads:
-    """Run a step kernel with all Numba threads or with one, whichever was faster per step on
-    the second and third calls (the first may compile). A step is one small parallel region;
-    on an oversubscribed machine its barrier can cost more than the work. Results do not
+    """Run the steps with all Numba threads or with one, whichever measured faster per step
+    (the first step of a run is not timed: it may compile). A step is one small parallel
+    region; on an oversubscribed machine its barrier can cost more than the work. Results do not
     depend on the choice: rows are independent and the update is serial."""
+
+    MIN_STEPS = 4  # timed steps per setting before choosing
 
     def __init__(self):
         self.most = numba.get_num_threads()
-        self.calls, self.times, self.choice = 0, {}, None
+        self.spent = {self.most: [0.0, 0], 1: [0.0, 0]}
+        self.choice = self.most if self.most == 1 else None
+        self.warm = False
 
-    def __call__(self, kernel, steps, *args):
-        self.calls += 1
-        threads = self.most if self.choice is None and self.calls < 3 else (self.choice or 1)
-        if self.most == 1 or threads == self.most:
-            start = time.perf_counter()
-            kernel(*args)
-        else:
-            numba.set_num_threads(threads)
-            try:
+    def run(self, steps_of, k):
+        """Call steps_of(lo, hi) for consecutive ranges covering range(k)."""
+        lo = 0
+        if not self.warm:
+            steps_of(0, 1)
+            self.warm, lo = True, 1
+        while lo < k and self.choice is None:
+            threads = min(self.spent, key=lambda t: self.spent[t][1])
+            hi = min(k, lo + max(self.MIN_STEPS, (k - lo) // 2))
+            with self.using(threads):
                 start = time.perf_counter()
-                kernel(*args)
-            finally:
-                numba.set_num_threads(self.most)
-        if self.choice is None and self.calls in (2, 3):
-            self.times[threads] = (time.perf_counter() - start) / steps
-            if len(self.times) == 2:
-                self.choice = min(self.times, key=self.times.get)
+                steps_of(lo, hi)
+                self.spent[threads][0] += time.perf_counter() - start
+            self.spent[threads][1] += hi - lo
+            lo = hi
+            if min(n for _, n in self.spent.values()) >= self.MIN_STEPS:
+                self.choice = min(self.spent, key=lambda t: self.spent[t][0] / self.spent[t][1])
+        if lo < k:
+            with self.using(self.choice):
+                steps_of(lo, k)
+
+    def using(self, threads=None):
+        """Context: run Numba kernels with ``threads`` (default: the choice, or all)."""
+        return _NumThreads(threads or self.choice or self.most, self.most)
+
+
+class _NumThreads:
+    def __init__(self, threads, most):
+        self.threads, self.most = threads, most
+
+    def __enter__(self):
+        if self.threads != self.most:
+            numba.set_num_threads(self.threads)
+
+    def __exit__(self, *exc):
+        if self.threads != self.most:
+            numba.set_num_threads(self.most)
 
 
 def _run_sag(prob, reg, lr, tol, budget, check_every, bar):
@@ -211,8 +238,9 @@ def _run_sag(prob, reg, lr, tol, budget, check_every, bar):
     steps, trace = 0, []
     while steps < budget:
         k = min(check_every, budget - steps)
-        prob.threads(_kernels.sag_steps, k, prob.C, prob.w, g, prob.log_b, prob.b1, reg, lr,
-                     prob.sample(k), memory, d, prob.buf)
+        idx = prob.sample(k)
+        prob.threads.run(lambda lo, hi: _kernels.sag_steps(prob.C, prob.w, g, prob.log_b, prob.b1, reg,
+                                                           lr, idx[lo:hi], memory, d, prob.buf), k)
         steps += k
         bar.update(k)
         value, _, col = prob.evaluate(g, reg)
@@ -236,8 +264,10 @@ def _run_sag_levels(prob, reg, lr, tol, budget, check_every, bar):
             k = min(check_every, budget - steps)
             if k <= 0:
                 break
-            prob.threads(_kernels.sag_steps, k, prob.C, prob.w, g, prob.log_b, prob.b1, level,
-                         lr_level, prob.sample(k), memory, d, prob.buf)
+            idx = prob.sample(k)
+            prob.threads.run(lambda lo, hi: _kernels.sag_steps(prob.C, prob.w, g, prob.log_b, prob.b1,
+                                                               level, lr_level, idx[lo:hi], memory, d,
+                                                               prob.buf), k)
             steps += k
             bar.update(k)
             value, _, _ = prob.evaluate(g, 0.0)
@@ -260,8 +290,9 @@ def _run_asgd(prob, reg, lr, tol, budget, check_every, bar):
     steps, trace = 0, []
     while steps < budget:
         k = min(check_every, budget - steps)
-        prob.threads(_kernels.asgd_steps, k, prob.C, g, g_avg, prob.log_b, prob.b1, reg, lr, steps,
-                     prob.sample(k), prob.buf)
+        idx = prob.sample(k)
+        prob.threads.run(lambda lo, hi: _kernels.asgd_steps(prob.C, g, g_avg, prob.log_b, prob.b1, reg, lr,
+                                                            steps + lo, idx[lo:hi], prob.buf), k)
         steps += k
         bar.update(k)
         value, _, col = prob.evaluate(g_avg, reg)
@@ -292,11 +323,11 @@ def _result(prob, g, reg, steps, trace, converged, budget, return_plan):
     value, f, col = prob.evaluate(g, reg)
     upper, linear = prob.upper_bound(g, reg, col)
     worst = np.empty(prob.n)
-    _kernels.dual_violation(prob.C, f, g, worst)
-    plan = None
-    if return_plan:
-        plan = np.empty((prob.n, prob.m))
-        _kernels.implied_plan(prob.C, prob.a, g, prob.log_b, reg, plan)
+    plan = np.empty((prob.n, prob.m)) if return_plan else None
+    with prob.threads.using():
+        _kernels.dual_violation(prob.C, f, g, worst)
+        if return_plan:
+            _kernels.implied_plan(prob.C, prob.a, g, prob.log_b, reg, plan)
     finite = math.isfinite(value) and bool(np.isfinite(g).all())
     if converged and finite:
         status, message = Status.OPTIMAL, "converged"
