@@ -118,8 +118,9 @@ def bench_n1000(quick):
     epoch = -(-n // 64)
     t_compile, _ = timed(lambda: ours_run(C, a, b, 1e-1, "sag", 2) + ours_run(C, a, b, 1e-1, "asgd", 2))
     print(f"otsolve warm-up (Numba compilation or cache load): {t_compile:.1f} s")
-    pot_budgets = [1000, 2000, 5000, 10000, 20000, 50000] + ([] if quick else [100000, 200000])
-    our_budgets = [epoch * e for e in (1, 2, 4, 8, 16, 32, 64)] + ([] if quick else [epoch * 128, epoch * 256])
+    grid = [1, 1.5, 2, 3, 4, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100, 150, 200] + ([] if quick else [300, 500])
+    pot_budgets = [int(1000 * e) for e in grid]      # POT: one sample per iteration
+    our_budgets = [max(1, int(epoch * e)) for e in grid]  # otsolve: 64 samples per step
     rows, default_rows, curves = [], [], {}
     for reg in (1e-2, 1e-1):
         ref = entropic_reference(C, a, b, reg)

@@ -54,8 +54,8 @@ def semidual_sgd(C, a=None, b=None, *, reg=0.0, method="sag", n_iter=None, max_i
         ``"sag"``: stochastic average gradient (one stored gradient per row, constant step
         ``lr``, default ``4 reg batch_size``, at most ``reg / (2 max b)``). With ``reg = 0`` SAG runs on smoothed problems
         reg = 0.1 spread(C), divided by 3 at each level, and keeps the g with the best exact
-        (reg = 0) value. ``"asgd"``: averaged SGD, step ``lr / sqrt(k)`` (default
-        ``0.5 spread(C) sqrt(m)``); the result is the average of the iterates.
+        (reg = 0) value. ``"asgd"``: averaged SGD, step ``lr / sqrt(k)`` (default the
+        larger of ``reg / max(b)``, POT's choice, and ``0.5 spread(C) sqrt(m)``); the result is the average of the iterates.
     n_iter, max_iter : int, optional
         Budget of steps (synonyms). Default: 2000 passes over the n rows.
     batch_size : int, default 64
@@ -183,7 +183,7 @@ class _Threads:
     region; on an oversubscribed machine its barrier can cost more than the work. Results do not
     depend on the choice: rows are independent and the update is serial."""
 
-    MIN_STEPS = 4  # timed steps per setting before choosing
+    MIN_STEPS = 3  # timed steps per setting before choosing
 
     def __init__(self):
         self.most = numba.get_num_threads()
@@ -199,7 +199,7 @@ class _Threads:
             self.warm, lo = True, 1
         while lo < k and self.choice is None:
             threads = min(self.spent, key=lambda t: self.spent[t][1])
-            hi = min(k, lo + max(self.MIN_STEPS, (k - lo) // 2))
+            hi = min(k, lo + self.MIN_STEPS)
             with self.using(threads):
                 start = time.perf_counter()
                 steps_of(lo, hi)
@@ -285,7 +285,7 @@ def _run_sag_levels(prob, reg, lr, tol, budget, check_every, bar):
 
 def _run_asgd(prob, reg, lr, tol, budget, check_every, bar):
     """Averaged SGD with step lr / sqrt(k) (Genevay et al. 2016, alg. 2) on mini-batches."""
-    lr = asgd_step(prob.spread, prob.m) if lr is None else lr
+    lr = max(reg / prob.b1.max(), asgd_step(prob.spread, prob.m)) if lr is None else lr
     g, g_avg = np.zeros(prob.m), np.zeros(prob.m)
     steps, trace = 0, []
     while steps < budget:
