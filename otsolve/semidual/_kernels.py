@@ -100,19 +100,21 @@ def implied_plan(C, a, g, log_b, reg, P):
 
 
 @njit(cache=True, parallel=True)
-def scaled_rows(C, a, g, log_b, reg, scale, rows, linear):
-    """For the implied plan P: rows_i = sum_j P_ij scale_j and linear_i = sum_j P_ij C_ij
-    (first pass of the rounding of Altschuler, Weed & Rigollet 2017)."""
+def scaled_rows(C, a, f, g, log_b, reg, scale, rows, linear, worst):
+    """For the implied plan P: rows_i = sum_j P_ij scale_j, linear_i = sum_j P_ij C_ij (first
+    pass of the rounding of Altschuler, Weed & Rigollet 2017); worst_i = max_j f_i + g_j - C_ij."""
     n, m = C.shape
     for i in prange(n):
         buf = np.empty(m)
         row_softmax(C, i, g, log_b, reg, buf)
-        r, lin = 0.0, 0.0
+        r, lin, top = 0.0, 0.0, -np.inf
         for j in range(m):
             r += buf[j] * scale[j]
             lin += buf[j] * C[i, j]
+            top = max(top, f[i] + g[j] - C[i, j])
         rows[i] = a[i] * r
         linear[i] = a[i] * lin
+        worst[i] = top
 
 
 @njit(cache=True, parallel=True)
@@ -131,17 +133,6 @@ def rounded_objective(C, a, b, g, log_b, reg, scale, err_a, err_b, out):
                 if reg > 0.0:
                     acc += reg * q * math.log(q / (a[i] * b[j]))
         out[i] = acc
-
-
-@njit(cache=True, parallel=True)
-def dual_violation(C, f, g, out):
-    """out_i = max_j (f_i + g_j - C_ij)."""
-    n, m = C.shape
-    for i in prange(n):
-        worst = -np.inf
-        for j in range(m):
-            worst = max(worst, f[i] + g[j] - C[i, j])
-        out[i] = worst
 
 
 @njit(cache=True, parallel=True)

@@ -92,6 +92,7 @@ def semidiscrete_sgd(sample_source, y, b=None, *, reg=0.0, n_iter=None, max_iter
         check_count(check_every, "check_every")
     budget = _budget(n_iter, max_iter, MAX_CHECKS * check_every)
     state = _State(x_eval, y, b, code, p, reg)
+    state.threads = _Threads(("points", batch_size, m))
     lr = asgd_step(state.spread, m) if lr is None else lr
     g, g_avg, buf, b1 = np.zeros(m), np.zeros(m), np.empty((batch_size, m)), b / b.sum()
     steps, trace, converged = 0, [], False
@@ -118,7 +119,7 @@ class _State:
         with np.errstate(divide="ignore"):
             self.log_b = np.log(b)
         self.chunks = 4 * numba.get_num_threads()
-        self.threads = _Threads()
+        self.threads = None  # set by the caller, which knows the batch size
         self.spread = float(np.ptp(_cost_block(x_eval[:1000], y, code, p))) or 1.0
 
     def evaluate(self, g):

@@ -125,8 +125,10 @@ class _Problem:
         self.spread = float(C.max() - C.min()) or 1.0
         self.chunks = 4 * numba.get_num_threads()
         self.buf = np.empty((batch_size, self.m))
-        self.threads = _Threads()
+        self.threads = _Threads(batch_size * self.m)
         self.tries, self.next_try = 0, 0
+        self.last = None, None   # (g, evaluation) of the latest check
+        self.bound = None, None  # (g, upper_bound) of the latest certificate tried
 
     def sample(self, steps):
         """Row indices (steps, batch) drawn with probability a_i."""
@@ -140,21 +142,22 @@ class _Problem:
             _kernels.evaluate(self.C, self.a, g, self.log_b, reg, f, colsum)
         return float(self.a @ f + self.b @ g), f, colsum.sum(axis=0)
 
-    def upper_bound(self, g, reg, col):
+    def upper_bound(self, g, reg, f, col):
         """Objective of the implied plan rounded onto the transport polytope (Altschuler,
-        Weed & Rigollet 2017), an upper bound of the optimum; and <C, P> of the implied plan."""
+        Weed & Rigollet 2017), an upper bound of the optimum; <C, P> of the implied plan; and
+        max_ij f_i + g_j - C_ij."""
         scale = np.ones(self.m)
         np.divide(self.b, col, out=scale, where=col > self.b)
-        rows, linear = np.empty(self.n), np.empty(self.n)
+        rows, linear, worst = np.empty(self.n), np.empty(self.n), np.empty(self.n)
         with self.threads.using():
-            _kernels.scaled_rows(self.C, self.a, g, self.log_b, reg, scale, rows, linear)
+            _kernels.scaled_rows(self.C, self.a, f, g, self.log_b, reg, scale, rows, linear, worst)
         err_a, err_b = np.maximum(self.a - rows, 0.0), np.maximum(self.b - col * scale, 0.0)
         total = err_a.sum()
         err_a = err_a / total if total > 0 else np.zeros(self.n)
         out = np.empty(self.n)
         with self.threads.using():
             _kernels.rounded_objective(self.C, self.a, self.b, g, self.log_b, reg, scale, err_a, err_b, out)
-        return float(out.sum()), float(linear.sum())
+        return float(out.sum()), float(linear.sum()), float(worst.max())
 
     def denominator(self, value):
         return max(abs(value), VALUE_FLOOR * self.spread * self.mass)
@@ -164,13 +167,14 @@ class _Problem:
         objective near its optimum, reg / max(b) (a batch as large as n is a full-gradient step)."""
         return reg * min(SAG_STEP * min(self.batch, self.n), FULL_STEP / self.b1.max())
 
-    def certified(self, g, reg, trace, col, tol):
+    def certified(self, g, reg, trace, f, col, tol):
         """The certified gap is below tol; tried only once the value moves by less than tol
         between checks (a cheap sign, saving the two passes of the rounding), backing off on failure."""
         value, bound = trace[-1], tol * self.denominator(trace[-1])
         if len(trace) < max(2, self.next_try) or abs(value - trace[-2]) > bound:
             return False
-        if self.upper_bound(g, reg, col)[0] - value <= bound:
+        self.bound = g.copy(), self.upper_bound(g, reg, f, col)
+        if self.bound[1][0] - value <= bound:
             return True
         self.tries += 1  # back off: the k-th failed try waits k checks for the next one
         self.next_try = len(trace) + self.tries
@@ -183,12 +187,17 @@ class _Threads:
     region; on an oversubscribed machine its barrier can cost more than the work. Results do not
     depend on the choice: rows are independent and the update is serial."""
 
-    MIN_STEPS = 3  # timed steps per setting before choosing
+    MIN_STEPS = 3   # timed steps per setting before choosing
+    REMEMBER = 30.0  # seconds a choice is reused by later runs with the same step size
+    choices = {}     # (work per step, threads) -> (choice, time.monotonic() when measured)
 
-    def __init__(self):
+    def __init__(self, work):
         self.most = numba.get_num_threads()
         self.spent = {self.most: [0.0, 0], 1: [0.0, 0]}
-        self.choice = self.most if self.most == 1 else None
+        self.key = (work, self.most)
+        choice, when = self.choices.get(self.key, (None, -np.inf))
+        self.choice = self.most if self.most == 1 else (
+            choice if time.monotonic() - when < self.REMEMBER else None)
         self.warm = False
 
     def run(self, steps_of, k):
@@ -208,6 +217,7 @@ class _Threads:
             lo = hi
             if min(n for _, n in self.spent.values()) >= self.MIN_STEPS:
                 self.choice = min(self.spent, key=lambda t: self.spent[t][0] / self.spent[t][1])
+                self.choices[self.key] = self.choice, time.monotonic()
         if lo < k:
             with self.using(self.choice):
                 steps_of(lo, k)
@@ -243,9 +253,10 @@ def _run_sag(prob, reg, lr, tol, budget, check_every, bar):
                                                            lr, idx[lo:hi], memory, d, prob.buf), k)
         steps += k
         bar.update(k)
-        value, _, col = prob.evaluate(g, reg)
+        value, f, col = prob.evaluate(g, reg)
         trace.append(value)
-        if not math.isfinite(value) or prob.certified(g, reg, trace, col, tol):
+        prob.last = g.copy(), (value, f, col)
+        if not math.isfinite(value) or prob.certified(g, reg, trace, f, col, tol):
             return g, steps, trace, math.isfinite(value)
     return g, steps, trace, False
 
@@ -295,13 +306,14 @@ def _run_asgd(prob, reg, lr, tol, budget, check_every, bar):
                                                             steps + lo, idx[lo:hi], prob.buf), k)
         steps += k
         bar.update(k)
-        value, _, col = prob.evaluate(g_avg, reg)
+        value, f, col = prob.evaluate(g_avg, reg)
         trace.append(value)
+        prob.last = g_avg.copy(), (value, f, col)
         if not math.isfinite(value):
             return g_avg, steps, trace, False
         if _stalled(trace, tol, prob.denominator(value)):
             return g_avg, steps, trace, True
-        if reg > 0 and prob.certified(g_avg, reg, trace, col, tol):
+        if reg > 0 and prob.certified(g_avg, reg, trace, f, col, tol):
             return g_avg, steps, trace, True
     return g_avg, steps, trace, False
 
@@ -320,13 +332,15 @@ def _stalled(trace, tol, denominator, min_checks=4):
 
 
 def _result(prob, g, reg, steps, trace, converged, budget, return_plan):
-    value, f, col = prob.evaluate(g, reg)
-    upper, linear = prob.upper_bound(g, reg, col)
-    worst = np.empty(prob.n)
-    plan = np.empty((prob.n, prob.m)) if return_plan else None
-    with prob.threads.using():
-        _kernels.dual_violation(prob.C, f, g, worst)
-        if return_plan:
+    known, evaluation = prob.last
+    same = known is not None and np.array_equal(known, g)  # the runner's last check, at this g
+    value, f, col = evaluation if same else prob.evaluate(g, reg)
+    known, bound = prob.bound
+    upper, linear, worst = bound if same and np.array_equal(known, g) else prob.upper_bound(g, reg, f, col)
+    plan = None
+    if return_plan:
+        plan = np.empty((prob.n, prob.m))
+        with prob.threads.using():
             _kernels.implied_plan(prob.C, prob.a, g, prob.log_b, reg, plan)
     finite = math.isfinite(value) and bool(np.isfinite(g).all())
     if converged and finite:
@@ -341,7 +355,7 @@ def _result(prob, g, reg, steps, trace, converged, budget, return_plan):
         warnings.warn(message, ConvergenceWarning, stacklevel=3)
     return OTResult(value=value, value_linear=linear, plan=plan, f=f, g=g, status=status,
                     n_iter=steps, marginal_error=float(np.abs(col - prob.b).sum()),
-                    max_dual_violation=max(float(worst.max()), 0.0), dual_value=value,
+                    max_dual_violation=max(worst, 0.0), dual_value=value,
                     duality_gap=upper - value, message=message, trace=np.asarray(trace, float))
 
 
