@@ -11,6 +11,7 @@ log-domain Sinkhorn solve (POT, stopThr 1e-11). Curves come from runs with growi
 budgets, each timed on its own (POT's solver takes no tolerance). The first otsolve call (Numba
 compilation, cached to disk afterwards) is timed apart. Also: the default otsolve call (it stops by
 itself), and the stability run at 70,000 sources and reg = 1e-3 where POT overflows (its issue 264).
+Each time is the best of 3 runs (1 when a run takes over a second): the machine may be shared.
 """
 from __future__ import annotations
 
@@ -74,10 +75,21 @@ def ours_run(C, a, b, reg, method, steps):
                                     tol=1e-12, seed=0).g
 
 
+def best_of(fn, repeats=3, long=1.0):
+    """Minimum time of up to ``repeats`` runs (one when a run takes over ``long`` seconds): the
+    machine is shared, and a load spike should not decide a row."""
+    t, out = timed(fn)
+    for _ in range(repeats - 1):
+        if t > long:
+            break
+        t = min(t, timed(fn)[0])
+    return t, out
+
+
 def curve(run, budgets, C, a, b, reg, ref):
     points = []
     for k in budgets:
-        t, g = timed(lambda: run(k))
+        t, g = best_of(lambda: run(k))
         value = semidual_value(C, a, b, reg, g)
         err = abs(value - ref) / ref if np.isfinite(value) else np.inf
         points.append((t, err))
@@ -131,7 +143,7 @@ def bench_n1000(quick):
             for target in TARGETS:
                 t_ours, t_pot = first_time(ours, target), first_time(pot, target)
                 rows.append((f"{reg:g}", method, f"{target:g}", fmt(t_pot), fmt(t_ours), ratio(t_pot, t_ours)))
-            t, res = timed(lambda: otsolve.semidual_sgd(C, a, b, reg=reg, method=method, seed=0))
+            t, res = best_of(lambda: otsolve.semidual_sgd(C, a, b, reg=reg, method=method, seed=0))
             default_rows.append((f"{reg:g}", method, f"{t:.2f}", str(res.status), res.n_iter,
                                  f"{abs(res.value - ref) / ref:.1e}", f"{res.duality_gap / ref:.1e}"))
     table(f"time to a relative error of the semi-dual value, n = m = {n} (seconds; speed-up = POT / otsolve)",
@@ -166,10 +178,11 @@ def bench_stability(quick):
     a, b = np.full(n, 1 / n), np.full(m, 1 / m)
     rows = []
     for method in ("sag", "asgd"):
-        t, beta = timed(lambda: pot_run(C, a, b, reg, method, 20000))
+        samples = 3 * n  # three passes
+        t, beta = timed(lambda: pot_run(C, a, b, reg, method, samples))
         finite = bool(np.isfinite(beta).all())
         value = semidual_value(C, a, b, reg, beta) if finite else float("nan")
-        rows.append(("POT", method, f"{t:.1f}", "20000 samples", "finite" if finite else "NaN/inf in beta",
+        rows.append(("POT", method, f"{t:.1f}", f"{samples} samples", "finite" if finite else "NaN/inf in beta",
                      f"{value:.6g}", "-"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
