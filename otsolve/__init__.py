@@ -2,7 +2,9 @@
 from ._costs import cost_matrix
 from ._result import ConvergenceWarning, OTResult, Status
 from .exact import exact, exact_batch
+from .semidual import semidiscrete_sgd, semidual_sgd
 from .wasserstein import wasserstein
 
 __version__ = "0.1.0"
-__all__ = ["exact", "exact_batch", "wasserstein", "cost_matrix", "OTResult", "Status", "ConvergenceWarning"]
+__all__ = ["exact", "exact_batch", "wasserstein", "semidual_sgd", "semidiscrete_sgd", "cost_matrix",
+           "OTResult", "Status", "ConvergenceWarning"]
