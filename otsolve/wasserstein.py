@@ -6,8 +6,9 @@ import dataclasses
 from ._costs import cost_matrix
 from ._validation import check_choice
 from .exact import exact
+from .sinkhorn import sinkhorn_points
 
-METHODS = ("exact",)
+METHODS = ("exact", "sinkhorn")
 
 
 def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean", **options):
@@ -22,15 +23,18 @@ def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean"
     a, b : (n,), (m,) array_like, optional
         Weights (uniform when omitted).
     p : float, default 2
-    method : {"exact"}
-        The solver; further keyword ``options`` are passed to it.
+    method : {"exact", "sinkhorn"}
+        The solver; further keyword ``options`` are passed to it. ``"sinkhorn"`` needs ``reg``
+        and runs :func:`otsolve.sinkhorn_points` (costs recomputed on the fly, memory O(n + m)).
     metric : {"euclidean", "sqeuclidean", "cityblock"}
         The ground distance d.
 
     Returns
     -------
     OTResult
-        ``value`` is W_p; ``value_linear`` is the optimal transport cost ``W_p ** p``.
+        ``value`` is W_p; ``value_linear`` is the optimal transport cost ``W_p ** p``. With
+        ``method="sinkhorn"``: ``value = <C, P> ** (1/p)`` for the entropic plan P,
+        ``value_linear = <C, P>``; the other fields are those of the entropic solve.
 
     Examples
     --------
@@ -39,6 +43,9 @@ def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean"
     2.0
     """
     check_choice(method, "method", METHODS)
+    if method == "sinkhorn":
+        res = sinkhorn_points(x, y, a, b, p=p, metric=metric, **options)
+        return dataclasses.replace(res, value=max(res.value_linear, 0.0) ** (1.0 / p))
     C = cost_matrix(x, y, p=p, metric=metric)
     res = exact(C, a, b, **options)
     return dataclasses.replace(res, value=max(res.value, 0.0) ** (1.0 / p))
