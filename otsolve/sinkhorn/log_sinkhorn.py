@@ -125,10 +125,20 @@ def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
             f = k * T_f if w == 1.0 else (1.0 - w) * f + w * k * T_f
             _softmin(cost, 1, f, log_a, eps, T_g)
             g = k * T_g if w == 1.0 else (1.0 - w) * g + w * k * T_g
+            if not math.isinf(reg_m):
+                f, g = _mass_shift(a, b, f, g, reg_m)
             n_iter += 1
             if not final:
                 break
     return f, g, n_iter, err <= tol
+
+
+def _mass_shift(a, b, f, g, reg_m):
+    """(f + s, g - s) with the best s for the unbalanced dual, s = reg_m/2 log(A/B), A = a.exp(-f/reg_m),
+    B = b.exp(-g/reg_m): the one direction the updates barely move along when reg_m >> reg
+    (translation-invariant Sinkhorn, Sejourne, Vialard, Peyre 2022)."""
+    s = 0.5 * reg_m * math.log((a @ np.exp(-f / reg_m)) / (b @ np.exp(-g / reg_m)))
+    return f + s, g - s
 
 
 def _evaluate(cost, a, b, f, g, reg, reg_m, want_plan):
