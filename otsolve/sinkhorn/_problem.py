@@ -33,6 +33,7 @@ class PointCost:
 
     def __init__(self, x, y, code, p):
         self.x, self.y, self.code, self.p = x, y, code, p
+        self.xT, self.yT = np.ascontiguousarray(x.T), np.ascontiguousarray(y.T)  # O((n + m) d)
         self.shape = (x.shape[0], y.shape[0])
         both = np.concatenate([x, y])
         extent = both.max(axis=0) - both.min(axis=0)
@@ -40,15 +41,15 @@ class PointCost:
         self.scale = float(diameter ** 2 if code == SQEUCLIDEAN else diameter ** p)  # >= max cost
 
     def softmin(self, side, h, inv_reg, lse):
-        src, dst = (self.x, self.y) if side == 0 else (self.y, self.x)
-        _kernels.softmin_rows_points(src, dst, self.code, self.p, h, inv_reg, lse)
+        src, dstT = (self.x, self.yT) if side == 0 else (self.y, self.xT)
+        _kernels.softmin_rows_points(src, dstT, self.code, self.p, h, inv_reg, lse)
 
     def plan_stats(self, f, g, log_a, log_b, inv_reg, want_plan=False):
         """Per-row statistics and column sums of the plan (two passes), the plan only if asked."""
         stats = np.empty((self.shape[0], 4))
         col_stats = np.empty((self.shape[1], 4))
-        _kernels.plan_rows_points(self.x, self.y, self.code, self.p, f, g, log_a, log_b, inv_reg, stats)
-        _kernels.plan_rows_points(self.y, self.x, self.code, self.p, g, f, log_b, log_a, inv_reg,
+        _kernels.plan_rows_points(self.x, self.yT, self.code, self.p, f, g, log_a, log_b, inv_reg, stats)
+        _kernels.plan_rows_points(self.y, self.xT, self.code, self.p, g, f, log_b, log_a, inv_reg,
                                   col_stats)
         P = None
         if want_plan:
