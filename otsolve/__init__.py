@@ -3,8 +3,9 @@ from ._costs import cost_matrix
 from ._result import ConvergenceWarning, OTResult, Status
 from .exact import exact, exact_batch
 from .semidual import semidiscrete_sgd, semidual_sgd
+from .sinkhorn import sinkhorn, sinkhorn_divergence, sinkhorn_points
 from .wasserstein import wasserstein
 
 __version__ = "0.1.0"
-__all__ = ["exact", "exact_batch", "wasserstein", "semidual_sgd", "semidiscrete_sgd", "cost_matrix",
-           "OTResult", "Status", "ConvergenceWarning"]
+__all__ = ["exact", "exact_batch", "sinkhorn", "sinkhorn_points", "sinkhorn_divergence", "semidual_sgd",
+           "semidiscrete_sgd", "wasserstein", "cost_matrix", "OTResult", "Status", "ConvergenceWarning"]

@@ -6,8 +6,9 @@ import dataclasses
 from ._costs import cost_matrix
 from ._validation import check_choice, check_point_clouds
 from .exact import exact, exact_points
+from .sinkhorn import sinkhorn_points
 
-METHODS = ("exact",)
+METHODS = ("exact", "sinkhorn")
 DENSE_MAX_ENTRIES = 2**24  # above this many costs (128 MiB) the exact solver prices on the fly
 
 
@@ -23,8 +24,9 @@ def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean"
     a, b : (n,), (m,) array_like, optional
         Weights (uniform when omitted).
     p : float, default 2
-    method : {"exact"}
-        The solver; further keyword ``options`` are passed to it.
+    method : {"exact", "sinkhorn"}
+        The solver; further keyword ``options`` are passed to it. ``"sinkhorn"`` needs ``reg``
+        and runs :func:`otsolve.sinkhorn_points` (costs recomputed on the fly, memory O(n + m)).
     metric : {"euclidean", "sqeuclidean", "cityblock"}
         The ground distance d.
     lazy : bool, optional
@@ -35,7 +37,9 @@ def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean"
     -------
     OTResult
         ``value`` is W_p; ``value_linear`` is the optimal transport cost ``W_p ** p``; the
-        certificate fields refer to that cost.
+        certificate fields refer to that cost. With ``method="sinkhorn"``:
+        ``value = <C, P> ** (1/p)`` for the entropic plan P, ``value_linear = <C, P>``; the other
+        fields are those of the entropic solve.
 
     Examples
     --------
@@ -44,6 +48,9 @@ def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean"
     2.0
     """
     check_choice(method, "method", METHODS)
+    if method == "sinkhorn":
+        res = sinkhorn_points(x, y, a, b, p=p, metric=metric, **options)
+        return dataclasses.replace(res, value=max(res.value_linear, 0.0) ** (1.0 / p))
     x, y = check_point_clouds(x, y)
     if lazy is None:
         lazy = x.shape[0] * y.shape[0] > DENSE_MAX_ENTRIES

@@ -1,0 +1,61 @@
+"""The cost operand of Sinkhorn: a dense matrix (with its contiguous transpose) or two point
+clouds whose costs the kernels recompute on the fly (O(n + m) memory)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .._costs import CITYBLOCK_POW, SQEUCLIDEAN
+from . import _kernels
+
+
+class MatrixCost:
+    """A dense (n, m) cost matrix; ``C.T`` is copied once so that both half-iterations read
+    contiguous rows."""
+
+    def __init__(self, C):
+        self.C, self.CT = C, np.ascontiguousarray(C.T)
+        self.shape = C.shape
+        self.scale = float(C.max() - C.min())
+
+    def softmin(self, side, h, inv_reg, lse):
+        _kernels.softmin_rows(self.C if side == 0 else self.CT, h, inv_reg, lse)
+
+    def plan_stats(self, f, g, log_a, log_b, inv_reg, want_plan=True):
+        """The plan (dense), per-row statistics and the column sums of the plan."""
+        P = np.empty(self.shape)
+        stats = np.empty((self.shape[0], 4))
+        _kernels.plan_rows(self.C, f, g, log_a, log_b, inv_reg, P, stats)
+        return P, stats, P.sum(axis=0)
+
+
+class PointCost:
+    """Costs ``metric(x_i, y_j) ** p`` (kernel ``code`` of :func:`otsolve._costs.cost_code`)."""
+
+    def __init__(self, x, y, code, p):
+        self.x, self.y, self.code, self.p = x, y, code, p
+        self.xT, self.yT = np.ascontiguousarray(x.T), np.ascontiguousarray(y.T)  # O((n + m) d)
+        self.shape = (x.shape[0], y.shape[0])
+        both = np.concatenate([x, y])
+        extent = both.max(axis=0) - both.min(axis=0)
+        diameter = extent.sum() if code == CITYBLOCK_POW else float(np.sqrt((extent ** 2).sum()))
+        self.scale = float(diameter ** 2 if code == SQEUCLIDEAN else diameter ** p)  # >= max cost
+
+    def softmin(self, side, h, inv_reg, lse):
+        src, dstT = (self.x, self.yT) if side == 0 else (self.y, self.xT)
+        _kernels.softmin_rows_points(src, dstT, self.code, self.p, h, inv_reg, lse)
+
+    def plan_stats(self, f, g, log_a, log_b, inv_reg, want_plan=False):
+        """Per-row statistics and column sums of the plan (two passes), the plan only if asked."""
+        stats = np.empty((self.shape[0], 4))
+        col_stats = np.empty((self.shape[1], 4))
+        _kernels.plan_rows_points(self.x, self.yT, self.code, self.p, f, g, log_a, log_b, inv_reg, stats)
+        _kernels.plan_rows_points(self.y, self.xT, self.code, self.p, g, f, log_b, log_a, inv_reg,
+                                  col_stats)
+        P = None
+        if want_plan:
+            from .._costs import _cost_matrix
+            C = np.empty(self.shape)
+            _cost_matrix(self.x, self.y, self.code, self.p, C)
+            P = np.empty(self.shape)
+            _kernels.plan_rows(C, f, g, log_a, log_b, inv_reg, P, np.empty((self.shape[0], 4)))
+        return P, stats, col_stats[:, 0]

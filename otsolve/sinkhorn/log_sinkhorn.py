@@ -1,0 +1,307 @@
+"""Entropic optimal transport: log-domain Sinkhorn with epsilon scaling, on cost matrices or on
+point clouds (costs recomputed on the fly), balanced or unbalanced (KL marginal relaxation)."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from .._costs import cost_code
+from .._result import ConvergenceWarning, OTResult, Status
+from .._validation import (check_balanced, check_count, check_point_clouds, check_positive,
+                           check_problem, check_weights)
+from ._problem import MatrixCost, PointCost
+
+EPS_DECAY = 0.5          # reg halves from one annealing level to the next (one iteration each)
+DEFAULT_MAX_ITER = 10_000
+RELAX_SPAN = 8           # iterations over which the contraction of the error is measured
+RELAX_MAX = 1.98         # cap on the over-relaxation factor (2 would not converge)
+RELAX_STEP = 0.01        # w is raised only by more than this fraction (and the window restarts)
+RELAX_GUARD = 100.0      # an error this many times the error at the switch undoes the relaxation
+EXP_CLIP = 700.0         # exponent cap in marginal-error estimates: exp(700) is finite
+
+
+def _check_options(reg, tol, max_iter, eps_scaling, reg_m):
+    reg = check_positive(reg, "reg")
+    tol = check_positive(tol, "tol")
+    max_iter = check_count(max_iter, "max_iter")
+    if not isinstance(eps_scaling, (bool, np.bool_)):
+        raise TypeError(f"eps_scaling must be True or False; got {eps_scaling!r}")
+    reg_m = math.inf if reg_m is None else check_positive(reg_m, "reg_m", allow_inf=True)
+    return reg, tol, max_iter, bool(eps_scaling), reg_m
+
+
+def _schedule(scale, reg, eps_scaling):
+    """Geometric annealing of reg from the cost scale down to the target (Schmitzer 2019)."""
+    if not eps_scaling or scale <= reg:
+        return [reg]
+    levels = int(math.ceil(math.log(reg / scale) / math.log(EPS_DECAY)))
+    return [scale * EPS_DECAY ** k for k in range(levels)] + [reg]
+
+
+def _log(w):
+    with np.errstate(divide="ignore"):
+        return np.log(w)  # -inf for zero weights: those rows and columns get no mass
+
+
+def _softmin(cost, side, pot, log_w, eps, T):
+    """T <- -eps * log sum_j w_j exp((pot_j - c_ij) / eps), the c-transform softened by eps;
+    T holds the previous result on entry, which serves as the shift of the exponentials."""
+    lse = T / -eps
+    cost.softmin(side, log_w + pot / eps, 1.0 / eps, lse)
+    T[:] = -eps * lse
+
+
+def _row_error(a, f, T, eps, reg_m):
+    """L1 violation of the first-order condition on the rows of the plan of (f, g), where
+    T = softmin(g): rows are a exp((f - T)/eps), their target a (balanced) or a exp(-f/reg_m)."""
+    d = np.minimum((f - T) / eps, EXP_CLIP)
+    if math.isinf(reg_m):
+        return float(np.abs(a * np.expm1(d)).sum())
+    return float(np.abs(a * (np.exp(d) - np.exp(-f / reg_m))).sum())
+
+
+class _Relaxation:
+    """Adaptive over-relaxation f <- (1 - w) f + w T(g) at the final reg (Thibault et al. 2017;
+    Lehmann et al. 2021). Sinkhorn is a nonlinear Gauss-Seidel method; with theta the contraction
+    of its slowest mode, w = 2 / (1 + sqrt(1 - theta)) is the optimal SOR factor. theta is first
+    read from plain iterations, then re-estimated from the relaxed contraction mu by
+    theta = (mu + w - 1)^2 / (mu w^2) (Hageman and Young 1981, adaptive SOR), w only growing.
+    If the error grows, the last good iterate is restored and w = 1 from then on; plain steps
+    also finish the run, so that the columns of the returned plan are exact."""
+
+    def __init__(self):
+        self.omega, self.history, self.saved, self.disabled, self.since = 1.0, [], None, False, 0
+
+    def update(self, err, f, g):
+        """Record the error of (f, g); return a pair (f, g) to restore, or None."""
+        self.history.append(err)
+        self.since += 1
+        if self.omega > 1.0 and (not math.isfinite(err) or err > RELAX_GUARD * self.saved[0]):
+            self.omega, self.disabled = 1.0, True
+            return self.saved[1], self.saved[2]
+        if self.disabled or self.since <= RELAX_SPAN:
+            return None
+        mu = (err / self.history[-1 - RELAX_SPAN]) ** (1.0 / RELAX_SPAN)
+        w = self.omega
+        if w - 1.0 < mu < 1.0:  # below the optimal factor (or plain): estimate theta, raise w
+            theta = min((mu + w - 1.0) ** 2 / (mu * w * w), 1.0)
+            w_new = min(2.0 / (1.0 + math.sqrt(1.0 - theta)), RELAX_MAX)
+            if w_new > w * (1.0 + RELAX_STEP):
+                self.omega, self.saved, self.since = w_new, (err, f.copy(), g.copy()), 0
+        return None
+
+    def finish(self):
+        """Plain steps from now on (the tolerance is met by the relaxed iterate)."""
+        self.omega, self.disabled = 1.0, True
+
+
+def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
+    """Alternating log-domain updates f = k T(g), g = k T(f), k = reg_m / (reg_m + eps),
+    from the potentials ``init`` (default zero)."""
+    log_a, log_b = _log(a), _log(b)
+    f, g = (np.zeros(len(a)), np.zeros(len(b))) if init is None else init
+    T_f, T_g = f.copy(), g.copy()
+    schedule = _schedule(cost.scale, reg, eps_scaling)
+    relax = _Relaxation()
+    n_iter, err = 0, math.inf
+    for level, eps in enumerate(schedule):
+        final = level == len(schedule) - 1
+        k = 1.0 if math.isinf(reg_m) else reg_m / (reg_m + eps)
+        while n_iter < max_iter:
+            _softmin(cost, 0, g, log_b, eps, T_f)
+            if final:
+                err = _row_error(a, f, T_f, eps, reg_m)
+                if err <= tol and relax.omega == 1.0:  # (f, g) meets tol, its columns are exact
+                    break
+                if err <= tol:
+                    relax.finish()
+                restore = relax.update(err, f, g)
+                if restore is not None:
+                    f, g = restore
+                    continue
+            w = relax.omega
+            f = k * T_f if w == 1.0 else (1.0 - w) * f + w * k * T_f
+            _softmin(cost, 1, f, log_a, eps, T_g)
+            g = k * T_g if w == 1.0 else (1.0 - w) * g + w * k * T_g
+            if not math.isinf(reg_m):
+                f, g = _mass_shift(a, b, f, g, reg_m)
+            n_iter += 1
+            if not final:
+                break
+    return f, g, n_iter, err <= tol
+
+
+def _mass_shift(a, b, f, g, reg_m):
+    """(f + s, g - s) with the best s for the unbalanced dual, s = reg_m/2 log(A/B), A = a.exp(-f/reg_m),
+    B = b.exp(-g/reg_m): the one direction the updates barely move along when reg_m >> reg
+    (translation-invariant Sinkhorn, Sejourne, Vialard, Peyre 2022)."""
+    s = 0.5 * reg_m * math.log((a @ np.exp(-f / reg_m)) / (b @ np.exp(-g / reg_m)))
+    return f + s, g - s
+
+
+def _evaluate(cost, a, b, f, g, reg, reg_m, want_plan):
+    """Plan and objectives of (f, g): (f, g, P, value, value_linear, dual, marginal error,
+    max dual violation), with balanced potentials shifted so that a.f == b.g."""
+    sa, sb = a.sum(), b.sum()
+    balanced = math.isinf(reg_m)
+    if balanced:  # (f + c, g - c) is the same solution: fix c as the exact solver does
+        shift = (b @ g - a @ f) / (sa + sb)
+        f, g = f + shift, g - shift
+    P, stats, cols = cost.plan_stats(f, g, _log(a), _log(b), 1.0 / reg, want_plan)
+    rows, mass = stats[:, 0], stats[:, 0].sum()
+    value_linear = float(stats[:, 1].sum())
+    entropic = reg * (stats[:, 2].sum() - mass + sa * sb)  # reg * KL(P | a b^T)
+    if balanced:
+        value = value_linear + entropic
+        dual = a @ f + b @ g - reg * (mass - sa * sb)
+        err = max(np.abs(rows - a).sum(), np.abs(cols - b).sum())
+    else:
+        value = value_linear + entropic + reg_m * (_kl(rows, a) + _kl(cols, b))
+        dual = (-reg_m * (a @ np.expm1(-f / reg_m)) - reg_m * (b @ np.expm1(-g / reg_m))
+                - reg * (mass - sa * sb))
+        err = max(np.abs(rows - a * np.exp(-f / reg_m)).sum(), np.abs(cols - b * np.exp(-g / reg_m)).sum())
+    violation = max(float(stats[:, 3].max()), 0.0)
+    return f, g, P, float(value), value_linear, float(dual), float(err), violation
+
+
+def _status(converged, max_iter, err, stacklevel=4):
+    """Status and message; warns when the run stopped at max_iter."""
+    if converged:
+        return Status.OPTIMAL, "converged"
+    message = (f"stopped after max_iter={max_iter} iterations with marginal error {err:.3g} "
+               "above tol; raise max_iter or tol")
+    warnings.warn(message, ConvergenceWarning, stacklevel=stacklevel)
+    return Status.MAX_ITER, message
+
+
+def _result(cost, a, b, f, g, reg, reg_m, n_iter, converged, max_iter, want_plan):
+    f, g, P, value, value_linear, dual, err, violation = _evaluate(cost, a, b, f, g, reg, reg_m,
+                                                                   want_plan)
+    status, message = _status(converged, max_iter, err)
+    return OTResult(value=value, value_linear=value_linear, plan=P, f=f, g=g, status=status,
+                    n_iter=n_iter, marginal_error=err, max_dual_violation=violation,
+                    dual_value=dual, duality_gap=value - dual, message=message)
+
+
+def _kl(p, q):
+    """Generalised KL(p | q) = sum p log(p / q) - p + q, with 0 log 0 = 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * np.log(p / q), 0.0)
+    return float(terms.sum() - p.sum() + q.sum())
+
+
+def sinkhorn(C, a=None, b=None, *, reg, tol=1e-9, max_iter=DEFAULT_MAX_ITER, eps_scaling=True,
+             reg_m=None) -> OTResult:
+    r"""Solve entropic optimal transport on a cost matrix by log-domain Sinkhorn iterations.
+
+    .. math::
+        \min_{P \ge 0,\ P 1 = a,\ P^T 1 = b} \langle C, P \rangle + \varepsilon\,
+        \mathrm{KL}(P \,|\, a b^T), \qquad \mathrm{KL}(P|Q) = \sum P \log\tfrac{P}{Q} - P + Q
+
+    With ``reg_m`` = :math:`\rho` the marginal constraints become penalties
+    :math:`\rho\,\mathrm{KL}(P 1 | a) + \rho\,\mathrm{KL}(P^T 1 | b)` (unbalanced OT).
+    Updates :math:`f_i = -\varepsilon \log \sum_j b_j e^{(g_j - C_{ij})/\varepsilon}` (times
+    :math:`\rho / (\rho + \varepsilon)` if unbalanced), then the same for g, in fused parallel
+    passes over C and C^T; :math:`\varepsilon` is annealed from the cost's range down to ``reg``.
+
+    Parameters
+    ----------
+    C : (n, m) array_like
+        Cost matrix, finite.
+    a, b : (n,), (m,) array_like, optional
+        Non-negative weights (uniform when omitted), of equal mass unless ``reg_m`` is finite.
+    reg : float
+        Entropic strength :math:`\varepsilon > 0`, in cost units.
+    tol : float, default 1e-9
+        Stop when the L1 marginal error (of the rows; the columns are then exact) is <= tol.
+    max_iter : int, default 10000
+        Iterations (one f and one g update each), annealing levels included.
+    eps_scaling : bool, default True
+        Anneal reg geometrically (factor 1/2 per iteration) from ``max(C) - min(C)``.
+    reg_m : float, optional
+        Marginal relaxation :math:`\rho`; None or inf gives balanced OT.
+
+    Returns
+    -------
+    OTResult
+        ``value`` the objective above, ``value_linear`` = <C, P>, ``plan`` dense, ``f``, ``g`` in
+        cost units (balanced: shifted so that a.f == b.g), ``dual_value``
+        (a.f + b.g - reg (sum P - sum a sum b) when balanced), ``duality_gap``,
+        ``max_dual_violation`` = max(f_i + g_j - C_ij, 0), ``n_iter``, ``marginal_error``
+        (unbalanced: L1 distance of P 1 to a exp(-f/reg_m), and of P^T 1 to b exp(-g/reg_m)),
+        ``status`` OPTIMAL or MAX_ITER (with a ConvergenceWarning).
+
+    Raises
+    ------
+    ValueError, TypeError
+        On invalid input, as :func:`otsolve.exact`, and for reg <= 0, NaN or inf.
+
+    References
+    ----------
+    Cuturi (2013); Schmitzer (2019), Stabilized sparse scaling algorithms; Feydy et al. (2019);
+    Chizat, Peyre, Schmitzer, Vialard (2018), Scaling algorithms for unbalanced OT.
+
+    Examples
+    --------
+    >>> import numpy as np, otsolve
+    >>> res = otsolve.sinkhorn(np.array([[0.0, 1.0], [1.0, 0.0]]), reg=0.1)
+    >>> res.status == "converged", bool(np.allclose(res.plan.sum(axis=1), 0.5))
+    (True, True)
+    """
+    reg, tol, max_iter, eps_scaling, reg_m = _check_options(reg, tol, max_iter, eps_scaling, reg_m)
+    C, a, b = check_problem(C, a, b, balanced=math.isinf(reg_m))
+    cost = MatrixCost(C)
+    f, g, n_iter, converged = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
+    return _result(cost, a, b, f, g, reg, reg_m, n_iter, converged, max_iter, want_plan=True)
+
+
+def _point_problem(x, y, a, b, p, metric, balanced):
+    x, y = check_point_clouds(x, y)
+    code, p = cost_code(metric, p)
+    a = check_weights(a, x.shape[0], "a", dim_name=f"points in x, x.shape == {x.shape}")
+    b = check_weights(b, y.shape[0], "b", dim_name=f"points in y, y.shape == {y.shape}")
+    if balanced:
+        b = check_balanced(a, b)
+    return PointCost(x, y, code, p), a, b
+
+
+def sinkhorn_points(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", tol=1e-9,
+                    max_iter=DEFAULT_MAX_ITER, eps_scaling=True, reg_m=None,
+                    return_plan=False) -> OTResult:
+    r"""Solve entropic OT between two point clouds without storing the cost matrix.
+
+    The problem, updates and result are those of :func:`sinkhorn` for
+    :math:`C_{ij} = \mathrm{metric}(x_i, y_j)^p`, but every pass recomputes the costs from the
+    points, so memory is O(n + m) (n = m = 100,000 in 2-D needs a few MiB).
+
+    Parameters
+    ----------
+    x, y : (n, d), (m, d) array_like
+        Point clouds (1-D arrays are points on the line).
+    a, b, reg, tol, max_iter, eps_scaling, reg_m
+        As in :func:`sinkhorn`; annealing starts from the diameter of the clouds to the power p.
+    p : float, default 2
+    metric : {"euclidean", "sqeuclidean", "cityblock"}
+    return_plan : bool, default False
+        Materialise the dense (n, m) plan (memory O(n m)); otherwise ``plan`` is None and
+        ``f``, ``g`` rebuild any entry: P_ij = a_i b_j exp((f_i + g_j - C_ij) / reg).
+
+    Returns
+    -------
+    OTResult
+        As :func:`sinkhorn`.
+
+    Examples
+    --------
+    >>> import otsolve
+    >>> res = otsolve.sinkhorn_points([[0.0], [1.0]], [[0.0], [1.0]], reg=0.01)
+    >>> round(res.value_linear, 6), res.plan is None
+    (0.0, True)
+    """
+    reg, tol, max_iter, eps_scaling, reg_m = _check_options(reg, tol, max_iter, eps_scaling, reg_m)
+    cost, a, b = _point_problem(x, y, a, b, p, metric, balanced=math.isinf(reg_m))
+    f, g, n_iter, converged = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
+    return _result(cost, a, b, f, g, reg, reg_m, n_iter, converged, max_iter,
+                   want_plan=bool(return_plan))
