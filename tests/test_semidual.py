@@ -6,6 +6,8 @@ import warnings
 import numpy as np
 import ot
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.special import logsumexp, softmax
 
 import otsolve
@@ -344,3 +346,30 @@ def test_semidiscrete_matches_discrete_on_a_fine_grid():
     ref = entropic_oracle(C, np.full(2000, 1 / 2000), B1, reg)
     res = otsolve.semidiscrete_sgd(uniform_01, Y1, B1, reg=reg, seed=3)
     assert res.value == pytest.approx(ref, rel=3e-3)
+
+
+# ---------------------------------------------------------------- certificate, any g (hypothesis)
+def lp_oracle(C, a, b):
+    """Exact OT by scipy's HiGHS: independent of otsolve."""
+    from scipy.optimize import linprog
+    n, m = C.shape
+    A = np.vstack([np.kron(np.eye(n), np.ones(m)), np.kron(np.ones(n), np.eye(m))])
+    return linprog(C.ravel(), A_eq=A, b_eq=np.concatenate([a, b]), bounds=(0, None), method="highs").fun
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 7), m=st.integers(1, 7), reg=st.sampled_from([0.0, 0.05, 0.3, 1.0]),
+       steps=st.integers(1, 12), seed=st.integers(0, 2**16))
+def test_bounds_hold_at_any_iterate(n, m, reg, steps, seed):
+    """Whatever g the solver stops at, value <= optimum <= value + duality_gap."""
+    rng = np.random.default_rng(seed)
+    C = rng.random((n, m))
+    a, b = rng.random(n) + 0.05, rng.random(m) + 0.05
+    a, b = a / a.sum(), b / b.sum()
+    ref = entropic_oracle(C, a, b, reg) if reg > 0 else lp_oracle(C, a, b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        res = otsolve.semidual_sgd(C, a, b, reg=reg, n_iter=steps, batch_size=2, seed=seed)
+    tol = 1e-8  # the oracles' precision (Sinkhorn stopThr 1e-11 on marginals, HiGHS)
+    assert res.value <= ref + tol
+    assert res.value + res.duality_gap >= ref - tol
