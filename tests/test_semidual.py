@@ -6,6 +6,8 @@ import warnings
 import numpy as np
 import ot
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.special import logsumexp, softmax
 
 import otsolve
@@ -23,7 +25,8 @@ def clouds(n, m, seed=0):
 
 def entropic_oracle(C, a, b, reg):
     """<C, P> + reg KL(P | a b^T) of POT's log-domain Sinkhorn plan (unit mass), at tight tol."""
-    P = ot.sinkhorn(a, b, C, reg, method="sinkhorn_log", stopThr=1e-11, numItermax=100000)
+    with np.errstate(divide="ignore"):  # POT takes log(b) of zero weights, harmlessly
+        P = ot.sinkhorn(a, b, C, reg, method="sinkhorn_log", stopThr=1e-11, numItermax=100000)
     nz = P > 0
     return float((P * C).sum() + reg * (P[nz] * np.log(P[nz] / np.outer(a, b)[nz])).sum())
 
@@ -344,3 +347,30 @@ def test_semidiscrete_matches_discrete_on_a_fine_grid():
     ref = entropic_oracle(C, np.full(2000, 1 / 2000), B1, reg)
     res = otsolve.semidiscrete_sgd(uniform_01, Y1, B1, reg=reg, seed=3)
     assert res.value == pytest.approx(ref, rel=3e-3)
+
+
+# ---------------------------------------------------------------- certificate, any g (hypothesis)
+def lp_oracle(C, a, b):
+    """Exact OT by scipy's HiGHS: independent of otsolve."""
+    from scipy.optimize import linprog
+    n, m = C.shape
+    A = np.vstack([np.kron(np.eye(n), np.ones(m)), np.kron(np.ones(n), np.eye(m))])
+    return linprog(C.ravel(), A_eq=A, b_eq=np.concatenate([a, b]), bounds=(0, None), method="highs").fun
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 7), m=st.integers(1, 7), reg=st.sampled_from([0.0, 0.05, 0.3, 1.0]),
+       steps=st.integers(1, 12), seed=st.integers(0, 2**16))
+def test_bounds_hold_at_any_iterate(n, m, reg, steps, seed):
+    """Whatever g the solver stops at, value <= optimum <= value + duality_gap."""
+    rng = np.random.default_rng(seed)
+    C = rng.random((n, m))
+    a, b = rng.random(n) + 0.05, rng.random(m) + 0.05
+    a, b = a / a.sum(), b / b.sum()
+    ref = entropic_oracle(C, a, b, reg) if reg > 0 else lp_oracle(C, a, b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        res = otsolve.semidual_sgd(C, a, b, reg=reg, n_iter=steps, batch_size=2, seed=seed)
+    tol = 1e-8  # the oracles' precision (Sinkhorn stopThr 1e-11 on marginals, HiGHS)
+    assert res.value <= ref + tol
+    assert res.value + res.duality_gap >= ref - tol

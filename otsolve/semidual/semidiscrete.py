@@ -46,7 +46,8 @@ def semidiscrete_sgd(sample_source, y, b=None, *, reg=0.0, n_iter=None, max_iter
         Budget of steps (synonyms); default ``500 * check_every``.
     batch_size : int, default 64
     lr : float, optional
-        Step constant; default ``0.5 spread sqrt(m)``, spread the range of the costs.
+        Step constant; default the larger of ``reg / max(b)`` and ``0.5 spread sqrt(m)``, with
+        spread the range of the costs.
     seed : int or numpy.random.Generator, optional
     tol : float, default 1e-3
         Stop when the objective, estimated on ``n_eval`` fixed samples every ``check_every``
@@ -93,8 +94,8 @@ def semidiscrete_sgd(sample_source, y, b=None, *, reg=0.0, n_iter=None, max_iter
     budget = _budget(n_iter, max_iter, MAX_CHECKS * check_every)
     state = _State(x_eval, y, b, code, p, reg)
     state.threads = _Threads(("points", batch_size, m))
-    lr = asgd_step(state.spread, m) if lr is None else lr
     g, g_avg, buf, b1 = np.zeros(m), np.zeros(m), np.empty((batch_size, m)), b / b.sum()
+    lr = max(reg / b1.max(), asgd_step(state.spread, m)) if lr is None else lr
     steps, trace, converged = 0, [], False
     with _progress_bar(budget, progress) as bar:
         while steps < budget and not converged:
