@@ -17,8 +17,11 @@ OPTIMAL, MAX_ITER = 0, 1
 
 
 @njit(cache=True, inline="always")
-def _arc_cost(src, n, w, p):
-    """Cost of the tree arc between node w and its parent p."""
+def _arc_cost(src, n, art, w, p):
+    """Cost of the tree arc between node w and its parent p; ``art[w]`` for the artificial
+    arc to the root n + m of a warm-started tree (``art`` is empty otherwise)."""
+    if art.shape[0] > 0 and p == art.shape[0]:
+        return art[w]
     if w < n:
         return cost_at(src, w, p - n)
     return cost_at(src, p, w - n)
@@ -46,13 +49,13 @@ def _link(w, p, parent, first_child, next_sib, prev_sib):
 
 
 @njit(cache=True)
-def _relabel(top, src, n, parent, first_child, next_sib, pi, depth):
+def _relabel(top, src, n, art, parent, first_child, next_sib, pi, depth):
     """Recompute pi and depth over the subtree of ``top`` (not the root) in preorder:
     pi[w] = C(arc) - pi[parent[w]], which holds f_i + g_j = C_ij on every tree arc."""
     w = top
     while True:
         p = parent[w]
-        pi[w] = _arc_cost(src, n, w, p) - pi[p]
+        pi[w] = _arc_cost(src, n, art, w, p) - pi[p]
         depth[w] = depth[p] + 1
         if first_child[w] >= 0:
             w = first_child[w]
@@ -105,9 +108,10 @@ def northwest_tree(src, a, b, row_order, col_order, parent, flow, first_child, n
     pi[root] = 0.0
     depth[root] = 0
     flow[root] = 0.0
+    no_art = np.empty(0)
     w = first_child[root]
     while w >= 0:
-        _relabel(w, src, n, parent, first_child, next_sib, pi, depth)
+        _relabel(w, src, n, no_art, parent, first_child, next_sib, pi, depth)
         w = next_sib[w]
     return root
 
@@ -138,7 +142,7 @@ def _price_rows(src, pi, n, m, start_row, block_rows, tol):
 
 
 @njit(cache=True)
-def network_simplex(src, n, m, root, parent, flow, first_child, next_sib, prev_sib, pi, depth,
+def network_simplex(src, n, m, art, root, parent, flow, first_child, next_sib, prev_sib, pi, depth,
                     block_rows, tol, max_iter):
     """Pivot until no arc prices out (OPTIMAL) or ``max_iter`` pivots (MAX_ITER, if >= 0).
     Leaving arc by Cunningham's rule (last blocking arc from the apex), so the tree stays
@@ -196,7 +200,7 @@ def network_simplex(src, n, m, root, parent, flow, first_child, next_sib, prev_s
             if w == out:
                 break
             carried, prev, w = old, w, nxt
-        _relabel(q, src, n, parent, first_child, next_sib, pi, depth)
+        _relabel(q, src, n, art, parent, first_child, next_sib, pi, depth)
         pivots += 1
 
 
@@ -220,9 +224,9 @@ def tree_flows(root, a, b, parent, first_child, next_sib, flow):
         if w == root:
             break
         w = next_sib[w]
-    supply = np.empty(total)
+    supply = np.zeros(total)  # a warm-started tree has one more node, the root, supply 0
     supply[:n] = a
-    supply[n:] = -b
+    supply[n:n + b.shape[0]] = -b
     for t in range(k - 1, 0, -1):
         w = order[t]
         supply[parent[w]] += supply[w]
@@ -264,17 +268,41 @@ def tightest_potentials(src, f, g, row_alive, col_alive):
 
 
 @njit(cache=True)
-def solve(src, a, b, row_order, col_order, block_rows, tol, max_iter, parent, flow, pi):
-    """One transport problem end to end: north-west tree, pivots, flows from the marginals.
-    Fills parent, flow, pi (length n + m); returns (status, pivots)."""
+def artificial_tree(a, b, art, parent, flow, first_child, next_sib, prev_sib, pi, depth):
+    """A star: every node hangs from an extra root n + m by an artificial arc of cost art[w]
+    carrying its whole weight (strongly feasible: all flows positive). With art = warm
+    potentials + M, the starting potentials are the warm ones shifted by M."""
     n, m = a.shape[0], b.shape[0]
-    size = n + m
+    root = n + m
+    first_child[:] = -1
+    next_sib[:] = -1
+    prev_sib[:] = -1
+    parent[root], flow[root], pi[root], depth[root] = -1, 0.0, 0.0, 0
+    for w in range(n + m):
+        _link(w, root, parent, first_child, next_sib, prev_sib)
+        flow[w] = a[w] if w < n else b[w - n]
+        pi[w] = art[w]
+        depth[w] = 1
+    return root
+
+
+@njit(cache=True)
+def solve(src, a, b, row_order, col_order, art, block_rows, tol, max_iter, parent, flow, pi):
+    """One transport problem end to end: the initial tree (north-west corner over the given
+    orders or, when ``art`` is given, the artificial star), pivots, flows from the marginals.
+    Fills parent, flow, pi (length n + m, plus the root n + m with ``art``); returns
+    (status, pivots)."""
+    n, m = a.shape[0], b.shape[0]
+    size = parent.shape[0]
     first_child, next_sib = np.empty(size, np.int64), np.empty(size, np.int64)
     prev_sib, depth = np.empty(size, np.int64), np.empty(size, np.int64)
-    root = northwest_tree(src, a, b, row_order, col_order, parent, flow, first_child, next_sib,
-                          prev_sib, pi, depth)
-    status, pivots = network_simplex(src, n, m, root, parent, flow, first_child, next_sib, prev_sib,
-                                     pi, depth, block_rows, tol, max_iter)
+    if art.shape[0] > 0:
+        root = artificial_tree(a, b, art, parent, flow, first_child, next_sib, prev_sib, pi, depth)
+    else:
+        root = northwest_tree(src, a, b, row_order, col_order, parent, flow, first_child, next_sib,
+                              prev_sib, pi, depth)
+    status, pivots = network_simplex(src, n, m, art, root, parent, flow, first_child, next_sib,
+                                     prev_sib, pi, depth, block_rows, tol, max_iter)
     tree_flows(root, a, b, parent, first_child, next_sib, flow)
     return status, pivots
 
@@ -284,9 +312,10 @@ def solve_batch(Cs, As, Bs, block_rows, tol, max_iter, parents, flows, pis, stat
     """Independent problems Cs[k] in parallel, one per thread at a time."""
     n, m = As.shape[1], Bs.shape[1]
     identity_rows, identity_cols = np.arange(n), np.arange(m)
+    no_art = np.empty(0)
     for k in prange(Cs.shape[0]):
-        status[k], pivots[k] = solve(Cs[k], As[k], Bs[k], identity_rows, identity_cols, block_rows, tol,
-                                     max_iter, parents[k], flows[k], pis[k])
+        status[k], pivots[k] = solve(Cs[k], As[k], Bs[k], identity_rows, identity_cols, no_art,
+                                     block_rows, tol, max_iter, parents[k], flows[k], pis[k])
 
 
 @njit(cache=True)

@@ -14,6 +14,7 @@ from .._validation import (as_float_array, check_balanced, check_count, check_fi
 from . import _kernels
 
 REDUCED_COST_TOL = 1e-12  # relative to |C_ij| + |f_i| + |g_j|: a few ulps of a path sum of ~1e4 arcs
+ARTIFICIAL_MARGIN = 1e-9  # warm start: slack of the artificial arcs, relative to the cost scale
 
 
 def exact(C, a=None, b=None, *, max_iter=None, warm_start=None) -> OTResult:
@@ -34,8 +35,10 @@ def exact(C, a=None, b=None, *, max_iter=None, warm_start=None) -> OTResult:
     max_iter : int, optional
         Maximum number of pivots. By default the solver runs to optimality.
     warm_start : tuple (f, g) of arrays, optional
-        Potentials from an earlier or approximate solve (e.g. Sinkhorn); the initial basis follows
-        the cells of least reduced cost ``C_ij - f_i - g_j``. The optimum does not depend on them.
+        Potentials from an earlier or approximate solve (e.g. Sinkhorn). The simplex then starts
+        from a tree of artificial arcs priced so that its potentials are (f, g) (shifted), and
+        its first pivots bring in the cells of least reduced cost ``C_ij - f_i - g_j``. The
+        optimum does not depend on them.
 
     Returns
     -------
@@ -63,12 +66,8 @@ def exact(C, a=None, b=None, *, max_iter=None, warm_start=None) -> OTResult:
     """
     C, a, b = check_problem(C, a, b)
     max_iter = _check_max_iter(max_iter)
-    if warm_start is None:
-        orders = _identity_orders
-    else:
-        reduced = C - _check_warm_start(warm_start, C.shape)
-        orders = lambda rows, cols: _cheapest_cell_orders(reduced[np.ix_(rows, cols)])  # noqa: E731
-    return _solve(C, C.shape, a, b, orders, max_iter)
+    warm = None if warm_start is None else _check_warm_start(warm_start, C.shape)
+    return _solve(C, C.shape, a, b, _identity_orders, max_iter, warm)
 
 
 def exact_points(x, y, a, b, *, p, metric, max_iter=None) -> OTResult:
@@ -159,17 +158,20 @@ def _check_warm_start(warm_start, shape):
                          f"but C.shape == {shape}")
     if not (np.isfinite(f).all() and np.isfinite(g).all()):
         raise ValueError("warm_start potentials must be finite")
-    return f[:, None] + g[None, :]
+    return f, g
 
 
 def _identity_orders(rows, cols):
     return np.arange(len(rows)), np.arange(len(cols))
 
 
-def _cheapest_cell_orders(reduced):
-    """Columns sorted by the row where their reduced cost is least: with good potentials the
-    north-west staircase then runs along (nearly) optimal cells."""
-    return np.arange(reduced.shape[0]), np.argsort(np.argmin(reduced, axis=0), kind="stable")
+def _artificial_costs(C, f, g):
+    """Costs f_i + M, g_j + M of the warm start's artificial arcs. Any optimal duals (f*, g*)
+    satisfy max(f* - f) + max(g* - g) <= max C - min f - min g, so with 2M above that
+    (plus a margin) they stay feasible with the artificial arcs, which therefore end empty."""
+    scale = np.abs(C).max() + np.abs(f).max() + np.abs(g).max()
+    shift = 0.5 * (C.max() - f.min() - g.min()) + 0.5 * (C.max() - C.min()) + ARTIFICIAL_MARGIN * scale
+    return np.concatenate([f + shift, g + shift])
 
 
 def _principal_axis(points):
@@ -191,16 +193,21 @@ def _subproblem(src, rows, cols):
     return (x[rows], y[cols], code, p)
 
 
-def _solve(src, shape, a, b, orders, max_iter):
+def _solve(src, shape, a, b, orders, max_iter, warm=None):
     """Drop zero-weight rows/columns, solve the rest, and assemble the certified result."""
     rows, cols = np.flatnonzero(a > 0), np.flatnonzero(b > 0)
     full = len(rows) == shape[0] and len(cols) == shape[1]
     sub = src if full else _subproblem(src, rows, cols)
     n, m = len(rows), len(cols)
-    parent, flow, pi = np.empty(n + m, np.int64), np.empty(n + m), np.empty(n + m)
+    art = np.empty(0) if warm is None else _artificial_costs(sub, warm[0][rows], warm[1][cols])
+    size = n + m + (warm is not None)
+    parent, flow, pi = np.empty(size, np.int64), np.empty(size), np.empty(size)
     row_order, col_order = orders(rows, cols)
-    status, pivots = _kernels.solve(sub, a[rows], b[cols], row_order, col_order, _block_rows(n, m),
+    status, pivots = _kernels.solve(sub, a[rows], b[cols], row_order, col_order, art, _block_rows(n, m),
                                     REDUCED_COST_TOL, max_iter, parent, flow, pi)
+    parent, flow, pi = parent[:n + m], flow[:n + m], pi[:n + m]
+    if warm is not None and status == Status.OPTIMAL and flow[parent == n + m].sum() > ARTIFICIAL_MARGIN * a.sum():
+        return _solve(src, shape, a, b, orders, max_iter)  # the margin was too thin: start cold
     f, g = np.zeros(shape[0]), np.zeros(shape[1])
     f[rows], g[cols] = pi[:n], pi[n:]
     if not full:
@@ -212,7 +219,7 @@ def _result(src, a, b, rows, cols, parent, flow, f, g, status, pivots, max_iter)
     shift = (b @ g - a @ f) / (a.sum() + b.sum())  # normalise so that a.f == b.g
     f, g = f + shift, g - shift
     n_sub = len(rows)
-    node = np.flatnonzero((parent >= 0) & (flow > 0))
+    node = np.flatnonzero((parent >= 0) & (parent < n_sub + len(cols)) & (flow > 0))
     src_node = np.where(node < n_sub, node, parent[node])
     snk_node = np.where(node < n_sub, parent[node], node) - n_sub
     i, j = rows[src_node], cols[snk_node]
