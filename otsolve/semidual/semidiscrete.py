@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import numba
 import numpy as np
 
 from .._costs import _cost_matrix, cost_code
-from .._result import ConvergenceWarning, OTResult, Status
+from .._result import OTResult
 from .._validation import as_float_array, check_count, check_points, check_positive, check_weights
 from . import _kernels
-from .sgd import DEFAULT_BATCH, VALUE_FLOOR, _budget, _progress_bar, _stalled, _Threads, asgd_step
+from .sgd import DEFAULT_BATCH, VALUE_FLOOR, _budget, _progress_bar, _stalled, _Threads, asgd_step, run_status
 
 MAX_CHECKS = 500  # default budget when n_iter is None: this many checks of check_every steps
 
@@ -156,16 +155,7 @@ def _draw(sample_source, n, rng, dim):
 
 def _result(state, g, steps, trace, converged, budget):
     value, f, col, linear = state.evaluate(g)
-    if converged and math.isfinite(value):
-        status, message = Status.OPTIMAL, "converged"
-    elif not math.isfinite(value):
-        status, message = Status.NUMERICAL_ERROR, "non-finite potentials; try a smaller lr"
-    else:
-        status = Status.MAX_ITER
-        message = (f"stopped after n_iter={budget} steps before the stopping rule (tol) was met; "
-                   "raise n_iter or tol")
-    if status != Status.OPTIMAL:
-        warnings.warn(message, ConvergenceWarning, stacklevel=3)
+    status, message = run_status(converged, math.isfinite(value), budget)
     return OTResult(value=value, value_linear=linear, plan=None, f=f, g=g, status=status,
                     n_iter=steps, marginal_error=float(np.abs(col - state.b).sum()),
                     dual_value=value, message=message, trace=np.asarray(trace, float))

@@ -342,17 +342,7 @@ def _result(prob, g, reg, steps, trace, converged, budget, return_plan):
         plan = np.empty((prob.n, prob.m))
         with prob.threads.using():
             _kernels.implied_plan(prob.C, prob.a, g, prob.log_b, reg, plan)
-    finite = math.isfinite(value) and bool(np.isfinite(g).all())
-    if converged and finite:
-        status, message = Status.OPTIMAL, "converged"
-    elif not finite:
-        status, message = Status.NUMERICAL_ERROR, "non-finite potentials; try a smaller lr"
-    else:
-        status = Status.MAX_ITER
-        message = (f"stopped after n_iter={budget} steps before the stopping rule (tol) was met; "
-                   "raise n_iter or tol")
-    if status != Status.OPTIMAL:
-        warnings.warn(message, ConvergenceWarning, stacklevel=3)
+    status, message = run_status(converged, math.isfinite(value) and bool(np.isfinite(g).all()), budget)
     return OTResult(value=value, value_linear=linear, plan=plan, f=f, g=g, status=status,
                     n_iter=steps, marginal_error=float(np.abs(col - prob.b).sum()),
                     max_dual_violation=max(worst, 0.0), dual_value=value,
@@ -372,3 +362,17 @@ def _budget(n_iter, max_iter, default):
 def _progress_bar(total, show):
     from tqdm.auto import tqdm
     return tqdm(total=total, disable=not show, unit="step", desc="semi-dual SGD", leave=False)
+
+
+def run_status(converged, finite, budget):
+    """Status and message of a stochastic run; warns unless it converged."""
+    if converged and finite:
+        return Status.OPTIMAL, "converged"
+    if not finite:
+        status, message = Status.NUMERICAL_ERROR, "non-finite potentials; try a smaller lr"
+    else:
+        status = Status.MAX_ITER
+        message = (f"stopped after n_iter={budget} steps before the stopping rule (tol) was met; "
+                   "raise n_iter or tol")
+    warnings.warn(message, ConvergenceWarning, stacklevel=4)
+    return status, message
