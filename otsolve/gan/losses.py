@@ -155,18 +155,27 @@ def _solve(method, x, y, a, b, p, reg, options):
         res = otsolve.exact(C, a, b, **options)
         return res.value, [(1.0, "xy", res.plan.toarray())]
     if method == "sinkhorn":
-        res = otsolve.sinkhorn(C, a, b, reg=reg, **options)
+        res = _solver("sinkhorn")(C, a, b, reg=reg, **options)
         return res.value, [(1.0, "xy", np.asarray(res.plan, dtype=np.float64))]
     if method == "sinkhorn_divergence":
-        xy = otsolve.sinkhorn(C, a, b, reg=reg, **options)
-        xx = otsolve.sinkhorn(otsolve.cost_matrix(x, x, p=p), a, a, reg=reg, **options)
-        yy = otsolve.sinkhorn(otsolve.cost_matrix(y, y, p=p), b, b, reg=reg, **options)
+        sinkhorn = _solver("sinkhorn")
+        xy = sinkhorn(C, a, b, reg=reg, **options)
+        xx = sinkhorn(otsolve.cost_matrix(x, x, p=p), a, a, reg=reg, **options)
+        yy = sinkhorn(otsolve.cost_matrix(y, y, p=p), b, b, reg=reg, **options)
         value = xy.value - 0.5 * xx.value - 0.5 * yy.value
         return value, [(1.0, "xy", np.asarray(xy.plan, dtype=np.float64)),
                        (-0.5, "xx", np.asarray(xx.plan, dtype=np.float64)),
                        (-0.5, "yy", np.asarray(yy.plan, dtype=np.float64))]
-    res = otsolve.semidual_sgd(C, a, b, reg=reg, **options)
+    res = _solver("semidual_sgd")(C, a, b, reg=reg, **options)
     return res.value, [(1.0, "xy", semidual_plan(C, a, b, np.asarray(res.g, dtype=np.float64), reg))]
+
+
+def _solver(name):
+    solver = getattr(otsolve, name, None)
+    if solver is None:
+        raise NotImplementedError(f"this otsolve ({otsolve.__version__}) has no otsolve.{name}; "
+                                  "update otsolve to use this method")
+    return solver
 
 
 def semidual_plan(C, a, b, g, reg):
