@@ -265,7 +265,7 @@ def test_lipschitz_critics_on_a_linear_potential():
 # ---------- training and the study ----------
 
 def test_sinkhorn_divergence_gan_covers_the_8_modes():
-    res = train("gaussians8", "sinkhorn_divergence", n_steps=300, batch_size=256, reg=0.1, seed=0, progress=False)
+    res = train("gaussians8", "sinkhorn_divergence", n_steps=300, batch_size=128, reg=0.1, seed=0, progress=False)
     covered, _ = mode_coverage(res.sample(2000), res.sampler.centers, radius=0.5)
     assert covered >= 7, covered
     assert res.history.w1[-1] < 0.5 * res.history.w1[0]
