@@ -13,7 +13,7 @@ import torch  # the gan extra; CI installs torch before it
 import otsolve  # noqa: E402
 from otsolve.cli import main  # noqa: E402
 from otsolve.gan import (OTLoss, CTransformCritic, GradientPenaltyCritic, WeightClippingCritic,  # noqa: E402
-                         critic_error_study, make_critic, make_sampler, mlp, mode_coverage, ot_loss, train)
+                         critic_error_study, make_critic, mlp, mode_coverage, ot_loss, train)
 
 torch.set_num_threads(1)
 GRAD_ATOL = 1e-6  # float64 central differences (step 1e-6) on smooth functions of O(1)
