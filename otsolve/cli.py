@@ -35,6 +35,62 @@ def _run_demo(args) -> int:
     return 0 if res.success else 1
 
 
+def _run_gan(args) -> int:
+    from .gan import train  # lazily: torch only when this command runs
+
+    res = train(args.data, args.loss, n_steps=args.steps, batch_size=args.batch_size, reg=args.reg, p=args.p,
+                lr=args.lr, seed=args.seed, out_dir=args.out, progress=args.progress)
+    h = res.history
+    print(f"trained a generator on {args.data} with the {args.loss} loss for {args.steps} steps")
+    print(f"  exact batch W1 (otsolve.exact): {h.w1[0]:.4f} at step 0 -> {h.w1[-1]:.4f} at step {h.eval_step[-1]}")
+    if h.modes[-1] >= 0:
+        print(f"  modes covered: {h.modes[-1]} of 8")
+    for path in res.figures:
+        print(f"  saved {path}")
+    return 0
+
+
+def _run_critic_error(args) -> int:
+    from .gan import critic_error_study  # lazily: torch only when this command runs
+
+    res = critic_error_study(args.settings, args.methods, n_reps=args.reps, n_train=args.steps,
+                             batch_size=args.batch_size, n_eval=args.eval_batches, reg=args.reg, seed=args.seed,
+                             progress=args.progress)
+    print(res.table())
+    if args.figure:
+        print(f"saved {res.save_figure(args.figure)}")
+    return 0
+
+
+def _add_gan_commands(commands) -> None:
+    gan = commands.add_parser("gan", help="train a small GAN generator with an otsolve loss or a critic")
+    gan.add_argument("--data", default="gaussians8", help="gaussians8 or digits (default gaussians8)")
+    gan.add_argument("--loss", default="sinkhorn_divergence",
+                     help="exact, sinkhorn, sinkhorn_divergence, semidual, wc, gp or ctransform")
+    gan.add_argument("--steps", type=int, default=1000)
+    gan.add_argument("--batch-size", type=int, default=256)
+    gan.add_argument("--reg", type=float, default=None, help="entropic strength (default 0.1 for Sinkhorn)")
+    gan.add_argument("--p", type=int, default=2, help="cost |x - y|^p of the solver losses, 1 or 2")
+    gan.add_argument("--lr", type=float, default=None)
+    gan.add_argument("--seed", type=int, default=0)
+    gan.add_argument("--out", default="gan_out", help="folder for samples.png and losses.png")
+    gan.add_argument("--no-progress", dest="progress", action="store_false")
+    gan.set_defaults(run=_run_gan)
+    study = commands.add_parser("critic-error", help="the critic-error study (WC, GP, c-transform vs exact W1)")
+    study.add_argument("--settings", nargs="+", default=["gaussians", "digits"])
+    study.add_argument("--methods", nargs="+",
+                       default=["wc", "gp", "ctransform", "exact", "sinkhorn_divergence", "semidual"])
+    study.add_argument("--reps", type=int, default=20)
+    study.add_argument("--steps", type=int, default=500, help="critic training minibatches (default 500)")
+    study.add_argument("--batch-size", type=int, default=64)
+    study.add_argument("--eval-batches", type=int, default=20)
+    study.add_argument("--reg", type=float, default=0.05, help="reg of the Sinkhorn divergence row")
+    study.add_argument("--seed", type=int, default=0)
+    study.add_argument("--figure", default="critic_error.png")
+    study.add_argument("--progress", action="store_true")
+    study.set_defaults(run=_run_critic_error)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="otsolve", description=__doc__)
     commands = parser.add_subparsers(dest="command")
@@ -43,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--n", type=int, default=3000, help="points per cloud (default 3000)")
         p.add_argument("--p", type=float, default=2.0, help="order of W_p (default 2)")
         p.add_argument("--seed", type=int, default=0)
+    _add_gan_commands(commands)
     parser.set_defaults(run=_run_demo)
     demo.set_defaults(run=_run_demo)
     return parser
