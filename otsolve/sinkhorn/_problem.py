@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._costs import CITYBLOCK_POW, SQEUCLIDEAN
+from .._costs import CITYBLOCK_POW, SQEUCLIDEAN, _cost_matrix
 from . import _kernels
 
 
@@ -53,7 +53,6 @@ class PointCost:
                                   col_stats)
         P = None
         if want_plan:
-            from .._costs import _cost_matrix
             C = np.empty(self.shape)
             _cost_matrix(self.x, self.y, self.code, self.p, C)
             P = np.empty(self.shape)
