@@ -9,16 +9,16 @@ from . import _kernels
 
 
 class MatrixCost:
-    """A dense (n, m) cost matrix; ``C.T`` is copied once so that both half-iterations read
-    contiguous rows."""
+    """A dense (n, m) cost matrix: the g half-iteration runs over blocks of columns, streaming
+    over the rows, so no transposed copy is needed (C is read once per half-iteration)."""
 
     def __init__(self, C):
-        self.C, self.CT = C, np.ascontiguousarray(C.T)
+        self.C = C
         self.shape = C.shape
         self.scale = float(C.max() - C.min())
 
     def softmin(self, side, h, inv_reg, lse):
-        _kernels.softmin_rows(self.C if side == 0 else self.CT, h, inv_reg, lse)
+        (_kernels.softmin_rows if side == 0 else _kernels.softmin_cols)(self.C, h, inv_reg, lse)
 
     def plan_stats(self, f, g, log_a, log_b, inv_reg, want_plan=True):
         """The plan (dense), per-row statistics and the column sums of the plan."""
