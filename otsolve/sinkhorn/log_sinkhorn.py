@@ -12,7 +12,7 @@ from .._costs import cost_code
 from .._result import ConvergenceWarning, OTResult, Status
 from .._validation import (check_balanced, check_count, check_point_clouds, check_positive,
                            check_problem, check_weights)
-from ._problem import MatrixCost, PointCost
+from ._problem import MatrixCost, PointCost, threads_for
 
 EPS_DECAY = 0.5          # reg halves from one annealing level to the next (one iteration each)
 DEFAULT_MAX_ITER = 10_000
@@ -260,8 +260,9 @@ def sinkhorn(C, a=None, b=None, *, reg, tol=1e-9, max_iter=DEFAULT_MAX_ITER, eps
     reg, tol, max_iter, eps_scaling, reg_m = _check_options(reg, tol, max_iter, eps_scaling, reg_m)
     C, a, b = check_problem(C, a, b, balanced=math.isinf(reg_m))
     cost = MatrixCost(C)
-    f, g, n_iter, converged = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
-    return _result(cost, a, b, f, g, reg, reg_m, n_iter, converged, max_iter, want_plan=True)
+    with threads_for(C.size):
+        f, g, n_iter, converged = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
+        return _result(cost, a, b, f, g, reg, reg_m, n_iter, converged, max_iter, want_plan=True)
 
 
 def _point_problem(x, y, a, b, p, metric, balanced):
@@ -309,6 +310,7 @@ def sinkhorn_points(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", tol=1
     """
     reg, tol, max_iter, eps_scaling, reg_m = _check_options(reg, tol, max_iter, eps_scaling, reg_m)
     cost, a, b = _point_problem(x, y, a, b, p, metric, balanced=math.isinf(reg_m))
-    f, g, n_iter, converged = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
-    return _result(cost, a, b, f, g, reg, reg_m, n_iter, converged, max_iter,
-                   want_plan=bool(return_plan))
+    with threads_for(cost.shape[0] * cost.shape[1]):
+        f, g, n_iter, converged = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
+        return _result(cost, a, b, f, g, reg, reg_m, n_iter, converged, max_iter,
+                       want_plan=bool(return_plan))
