@@ -61,6 +61,7 @@ def geomloss_divergence(x, y, a, b, blur, p=2, scaling=0.99):
     """GeomLoss's debiased SamplesLoss("sinkhorn") on CPU: cost |x - y|^p / p, eps = blur^p."""
     import torch
     from geomloss import SamplesLoss
+    torch.set_num_threads(1)  # tiny problems: torch's thread pool only fights Numba's for 2 cores
     loss = SamplesLoss("sinkhorn", p=p, blur=blur, debias=True, scaling=scaling, backend="tensorized")
     t = lambda z: torch.tensor(np.asarray(z), dtype=torch.float64)  # noqa: E731
     return float(loss(t(a), t(x), t(b), t(y)))

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import ot
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import otsolve
 from otsolve import ConvergenceWarning, Status
@@ -93,6 +94,23 @@ def test_zero_weights_match_the_reduced_problem():
     assert np.all(res.plan[[0, 5]] == 0) and np.all(res.plan[:, 3] == 0)
     np.testing.assert_allclose(res.plan[np.ix_(rows, cols)], P, rtol=0, atol=1e-8 * P.max())
     assert np.isfinite(res.f).all() and np.isfinite(res.g).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 7), m=st.integers(1, 7), seed=st.integers(0, 2**16),
+       rel_reg=st.sampled_from([1.0, 0.1, 0.01]), integer_costs=st.booleans())
+def test_random_small_problems(n, m, seed, rel_reg, integer_costs):
+    """Any small problem: marginals to tol, zero entropic duality gap, exact <= <C,P> <= value."""
+    rng = np.random.default_rng(seed)
+    C = rng.integers(0, 4, size=(n, m)).astype(float) if integer_costs else rng.random((n, m))
+    a, b = rng.random(n) + 0.1, rng.random(m) + 0.1
+    a, b = a / a.sum(), b / b.sum()
+    reg = rel_reg * max(C.max(), 1.0)
+    res = otsolve.sinkhorn(C, a, b, reg=reg, tol=1e-10, max_iter=100_000)
+    assert res.success and res.marginal_error <= 1e-9
+    assert abs(res.duality_gap) <= 1e-9 * max(abs(res.value), 1.0)
+    exact = float(np.sum(C * otsolve.exact(C, a, b).plan.toarray()))
+    assert exact - 1e-9 <= res.value_linear <= res.value + 1e-12
 
 
 # --- towards exact OT and stability -------------------------------------------------------

@@ -119,6 +119,40 @@ def softmin_rows(C, h, inv_reg, lse):
         lse[i] = np.log(s) + shift
 
 
+@njit(cache=True, inline="always")
+def _col_block_sums(C, h, inv_reg, shift, acc, j0):
+    """acc[jj] = sum_i exp(h_i - C[i, j0 + jj] * inv_reg - shift[jj]), row by row."""
+    acc[:] = 0.0
+    k = acc.shape[0]
+    for i in range(C.shape[0]):
+        row, hi = C[i, j0:j0 + k], h[i]
+        for jj in range(k):
+            acc[jj] += fast_exp(hi - row[jj] * inv_reg - shift[jj])
+
+
+@njit(cache=True, parallel=True)
+def softmin_cols(C, h, inv_reg, lse):
+    """lse[j] <- log sum_i exp(h_i - C_ij * inv_reg): :func:`softmin_rows` of C^T without
+    forming it; each task takes CHUNK columns and streams over the rows (C read once)."""
+    n, m = C.shape
+    for t in prange((m + CHUNK - 1) // CHUNK):
+        j0 = t * CHUNK
+        k = min(CHUNK, m - j0)
+        acc, shift = np.empty(k), lse[j0:j0 + k].copy()
+        _col_block_sums(C, h, inv_reg, shift, acc, j0)
+        bad = False
+        for jj in range(k):
+            bad = bad or not (SUM_MIN <= acc[jj] <= SUM_MAX)
+        if bad:  # a poor guess in this block: shift every column by its exact maximum
+            shift[:] = -np.inf
+            for i in range(n):
+                for jj in range(k):
+                    shift[jj] = max(shift[jj], h[i] - C[i, j0 + jj] * inv_reg)
+            _col_block_sums(C, h, inv_reg, shift, acc, j0)
+        for jj in range(k):
+            lse[j0 + jj] = np.log(acc[jj]) + shift[jj]
+
+
 @njit(cache=True, parallel=True)
 def softmin_rows_points(x, yT, code, p, h, inv_reg, lse):
     """:func:`softmin_rows` with C_ij = pair_cost(x, i, y, j, code, p) recomputed on the fly
@@ -144,18 +178,24 @@ def softmin_rows_points(x, yT, code, p, h, inv_reg, lse):
 
 
 @njit(cache=True, inline="always")
-def _plan_chunk(fi, gg, la, lb, cc, inv_reg, out, stats):
-    """Plan entries exp(la + lb_j + (fi + g_j - c_j) * inv_reg) into out; row sums into stats."""
-    mass, lin, ent, viol = stats[0], stats[1], stats[2], stats[3]
+def _plan_chunk(fi, gg, la, lb, cc, inv_reg, out, acc):
+    """out_j = exp(la + lb_j + (fi + g_j - c_j) * inv_reg); per-lane sums of P, P c, P log(P/ab)
+    and max of fi + g_j - c_j in acc (4, CHUNK): elementwise, so that the loop vectorises."""
     for jj in range(cc.shape[0]):
-        z = (fi + gg[jj] - cc[jj]) * inv_reg
+        slack = fi + gg[jj] - cc[jj]
+        z = slack * inv_reg
         pij = fast_exp(la + lb[jj] + z)
         out[jj] = pij
-        mass += pij
-        lin += pij * cc[jj]
-        ent += pij * z
-        viol = max(viol, fi + gg[jj] - cc[jj])
-    stats[0], stats[1], stats[2], stats[3] = mass, lin, ent, viol
+        acc[0, jj] += pij
+        acc[1, jj] += pij * cc[jj]
+        acc[2, jj] += pij * z
+        acc[3, jj] = max(acc[3, jj], slack)
+
+
+@njit(cache=True, inline="always")
+def _reduce_stats(acc, stats):
+    stats[0], stats[1], stats[2] = acc[0].sum(), acc[1].sum(), acc[2].sum()
+    stats[3] = acc[3].max()
 
 
 @njit(cache=True, parallel=True)
@@ -164,9 +204,13 @@ def plan_rows(C, f, g, log_a, log_b, inv_reg, P, stats):
     sum_j P_ij C_ij, sum_j P_ij log(P_ij / a_i b_j), max_j f_i + g_j - C_ij)."""
     n, m = C.shape
     for i in prange(n):
-        stats[i, :] = 0.0
-        stats[i, 3] = -np.inf
-        _plan_chunk(f[i], g, log_a[i], log_b, C[i], inv_reg, P[i], stats[i])
+        acc = np.zeros((4, CHUNK))
+        acc[3, :] = -np.inf
+        for j0 in range(0, m, CHUNK):
+            k = min(CHUNK, m - j0)
+            _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k], C[i, j0:j0 + k], inv_reg,
+                        P[i, j0:j0 + k], acc)
+        _reduce_stats(acc, stats[i])
 
 
 @njit(cache=True, parallel=True)
@@ -175,9 +219,10 @@ def plan_rows_points(x, yT, code, p, f, g, log_a, log_b, inv_reg, stats):
     n, m = x.shape[0], yT.shape[1]
     for i in prange(n):
         buf, out = np.empty(CHUNK), np.empty(CHUNK)
-        stats[i, :] = 0.0
-        stats[i, 3] = -np.inf
+        acc = np.zeros((4, CHUNK))
+        acc[3, :] = -np.inf
         for j0 in range(0, m, CHUNK):
             k = min(CHUNK, m - j0)
             cc = _point_costs(x, i, yT, j0, k, code, p, buf)
-            _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k], cc, inv_reg, out, stats[i])
+            _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k], cc, inv_reg, out, acc)
+        _reduce_stats(acc, stats[i])

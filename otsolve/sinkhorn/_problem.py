@@ -2,23 +2,45 @@
 clouds whose costs the kernels recompute on the fly (O(n + m) memory)."""
 from __future__ import annotations
 
+import contextlib
+
+import numba
 import numpy as np
 
-from .._costs import CITYBLOCK_POW, SQEUCLIDEAN
+from .._costs import CITYBLOCK_POW, SQEUCLIDEAN, _cost_matrix
 from . import _kernels
 
 
+PARALLEL_MIN_PAIRS = 4_000_000  # below this a pass takes a few ms on one thread, while waking
+                                # the other threads can cost a scheduler time slice (~10 ms) per
+                                # pass on a busy machine: small problems run on one thread
+
+
+@contextlib.contextmanager
+def threads_for(pairs):
+    """Run the enclosed kernels on one thread when a pass covers fewer than PARALLEL_MIN_PAIRS."""
+    if pairs >= PARALLEL_MIN_PAIRS:
+        yield
+        return
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
 class MatrixCost:
-    """A dense (n, m) cost matrix; ``C.T`` is copied once so that both half-iterations read
-    contiguous rows."""
+    """A dense (n, m) cost matrix: the g half-iteration runs over blocks of columns, streaming
+    over the rows, so no transposed copy is needed (C is read once per half-iteration)."""
 
     def __init__(self, C):
-        self.C, self.CT = C, np.ascontiguousarray(C.T)
+        self.C = C
         self.shape = C.shape
         self.scale = float(C.max() - C.min())
 
     def softmin(self, side, h, inv_reg, lse):
-        _kernels.softmin_rows(self.C if side == 0 else self.CT, h, inv_reg, lse)
+        (_kernels.softmin_rows if side == 0 else _kernels.softmin_cols)(self.C, h, inv_reg, lse)
 
     def plan_stats(self, f, g, log_a, log_b, inv_reg, want_plan=True):
         """The plan (dense), per-row statistics and the column sums of the plan."""
@@ -53,7 +75,6 @@ class PointCost:
                                   col_stats)
         P = None
         if want_plan:
-            from .._costs import _cost_matrix
             C = np.empty(self.shape)
             _cost_matrix(self.x, self.y, self.code, self.p, C)
             P = np.empty(self.shape)

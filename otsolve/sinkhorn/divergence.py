@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from .._result import OTResult
-from ._problem import PointCost
+from ._problem import PointCost, threads_for
 from .log_sinkhorn import (DEFAULT_MAX_ITER, _check_options, _evaluate, _iterate, _log,
                            _point_problem, _schedule, _softmin, _status)
 
@@ -123,6 +123,12 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", t
     """
     reg, tol, max_iter, eps_scaling, _ = _check_options(reg, tol, max_iter, eps_scaling, None)
     cost, a, b = _point_problem(x, y, a, b, p, metric, balanced=True)
+    n, m = cost.shape
+    with threads_for(min(n, m) * max(n, m)):
+        return _divergence(cost, a, b, reg, tol, max_iter, eps_scaling)
+
+
+def _divergence(cost, a, b, reg, tol, max_iter, eps_scaling):
     inf = math.inf
     f_ab, g_ab, it_ab, ok_ab = _iterate_cross(cost, a, b, reg, tol, max_iter, eps_scaling)
     parts = [_evaluate(cost, a, b, f_ab, g_ab, reg, inf, False)]
@@ -137,7 +143,7 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", t
     value = v_ab - 0.5 * (aa[3] + bb[3])
     dual = d_ab - 0.5 * (aa[5] + bb[5])
     err = max(e_ab, aa[6], bb[6])
-    status, message = _status(all(oks), max_iter, err, stacklevel=3)
+    status, message = _status(all(oks), max_iter, err, stacklevel=4)
     return OTResult(value=value, value_linear=l_ab - 0.5 * (aa[4] + bb[4]), plan=None,
                     f=f - aa[0], g=g - bb[1], status=status, n_iter=sum(its), marginal_error=err,
                     max_dual_violation=viol, dual_value=dual, duality_gap=value - dual,

@@ -6,12 +6,13 @@ import math
 import warnings
 
 import numpy as np
+from scipy.special import logsumexp
 
 from .._costs import cost_code
 from .._result import ConvergenceWarning, OTResult, Status
 from .._validation import (check_balanced, check_count, check_point_clouds, check_positive,
                            check_problem, check_weights)
-from ._problem import MatrixCost, PointCost
+from ._problem import MatrixCost, PointCost, threads_for
 
 EPS_DECAY = 0.5          # reg halves from one annealing level to the next (one iteration each)
 DEFAULT_MAX_ITER = 10_000
@@ -59,7 +60,11 @@ def _row_error(a, f, T, eps, reg_m):
     d = np.minimum((f - T) / eps, EXP_CLIP)
     if math.isinf(reg_m):
         return float(np.abs(a * np.expm1(d)).sum())
-    return float(np.abs(a * (np.exp(d) - np.exp(-f / reg_m))).sum())
+    return float(np.abs(a * (np.exp(d) - _exp_clip(-f / reg_m))).sum())
+
+
+def _exp_clip(z):
+    return np.exp(np.minimum(z, EXP_CLIP))
 
 
 class _Relaxation:
@@ -137,7 +142,8 @@ def _mass_shift(a, b, f, g, reg_m):
     """(f + s, g - s) with the best s for the unbalanced dual, s = reg_m/2 log(A/B), A = a.exp(-f/reg_m),
     B = b.exp(-g/reg_m): the one direction the updates barely move along when reg_m >> reg
     (translation-invariant Sinkhorn, Sejourne, Vialard, Peyre 2022)."""
-    s = 0.5 * reg_m * math.log((a @ np.exp(-f / reg_m)) / (b @ np.exp(-g / reg_m)))
+    with np.errstate(divide="ignore"):
+        s = 0.5 * reg_m * (logsumexp(np.log(a) - f / reg_m) - logsumexp(np.log(b) - g / reg_m))
     return f + s, g - s
 
 
@@ -159,9 +165,9 @@ def _evaluate(cost, a, b, f, g, reg, reg_m, want_plan):
         err = max(np.abs(rows - a).sum(), np.abs(cols - b).sum())
     else:
         value = value_linear + entropic + reg_m * (_kl(rows, a) + _kl(cols, b))
-        dual = (-reg_m * (a @ np.expm1(-f / reg_m)) - reg_m * (b @ np.expm1(-g / reg_m))
-                - reg * (mass - sa * sb))
-        err = max(np.abs(rows - a * np.exp(-f / reg_m)).sum(), np.abs(cols - b * np.exp(-g / reg_m)).sum())
+        dual = (-reg_m * (a @ np.expm1(np.minimum(-f / reg_m, EXP_CLIP)))
+                - reg_m * (b @ np.expm1(np.minimum(-g / reg_m, EXP_CLIP))) - reg * (mass - sa * sb))
+        err = max(np.abs(rows - a * _exp_clip(-f / reg_m)).sum(), np.abs(cols - b * _exp_clip(-g / reg_m)).sum())
     violation = max(float(stats[:, 3].max()), 0.0)
     return f, g, P, float(value), value_linear, float(dual), float(err), violation
 
@@ -216,6 +222,7 @@ def sinkhorn(C, a=None, b=None, *, reg, tol=1e-9, max_iter=DEFAULT_MAX_ITER, eps
         Entropic strength :math:`\varepsilon > 0`, in cost units.
     tol : float, default 1e-9
         Stop when the L1 marginal error (of the rows; the columns are then exact) is <= tol.
+        Unbalanced: the rows' first-order condition (the columns' is met at the fixed point).
     max_iter : int, default 10000
         Iterations (one f and one g update each), annealing levels included.
     eps_scaling : bool, default True
@@ -253,8 +260,9 @@ def sinkhorn(C, a=None, b=None, *, reg, tol=1e-9, max_iter=DEFAULT_MAX_ITER, eps
     reg, tol, max_iter, eps_scaling, reg_m = _check_options(reg, tol, max_iter, eps_scaling, reg_m)
     C, a, b = check_problem(C, a, b, balanced=math.isinf(reg_m))
     cost = MatrixCost(C)
-    f, g, n_iter, converged = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
-    return _result(cost, a, b, f, g, reg, reg_m, n_iter, converged, max_iter, want_plan=True)
+    with threads_for(C.size):
+        f, g, n_iter, converged = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
+        return _result(cost, a, b, f, g, reg, reg_m, n_iter, converged, max_iter, want_plan=True)
 
 
 def _point_problem(x, y, a, b, p, metric, balanced):
@@ -302,6 +310,7 @@ def sinkhorn_points(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", tol=1
     """
     reg, tol, max_iter, eps_scaling, reg_m = _check_options(reg, tol, max_iter, eps_scaling, reg_m)
     cost, a, b = _point_problem(x, y, a, b, p, metric, balanced=math.isinf(reg_m))
-    f, g, n_iter, converged = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
-    return _result(cost, a, b, f, g, reg, reg_m, n_iter, converged, max_iter,
-                   want_plan=bool(return_plan))
+    with threads_for(cost.shape[0] * cost.shape[1]):
+        f, g, n_iter, converged = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
+        return _result(cost, a, b, f, g, reg, reg_m, n_iter, converged, max_iter,
+                       want_plan=bool(return_plan))
