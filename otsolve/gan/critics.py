@@ -112,7 +112,7 @@ class Critic:
         loss.backward()
         self.optimizer.step()
         self.after_step()
-        return float(loss)
+        return float(loss.detach())
 
     def after_step(self):
         pass

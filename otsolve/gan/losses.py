@@ -55,7 +55,7 @@ def ot_loss(x, y, a=None, b=None, *, method="exact", p=2, reg=None, **options):
     >>> x = torch.tensor([[0.0, 0.0], [1.0, 0.0]], requires_grad=True)
     >>> loss = ot_loss(x, torch.tensor([[0.0, 1.0], [1.0, 1.0]]), p=2)
     >>> loss.backward()
-    >>> float(loss), x.grad.tolist()
+    >>> loss.item(), x.grad.tolist()
     (1.0, [[0.0, -1.0], [0.0, -1.0]])
     """
     x2, y2 = _as_batch(x, "x"), _as_batch(y, "y")
