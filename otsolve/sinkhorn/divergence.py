@@ -7,33 +7,11 @@ import numpy as np
 
 from .._result import OTResult
 from ._problem import PointCost, threads_for
-from .log_sinkhorn import (DEFAULT_MAX_ITER, _check_options, _evaluate, _iterate, _log,
-                           _point_problem, _schedule, _softmin, _status)
+from .log_sinkhorn import (DEFAULT_MAX_ITER, _check_options, _evaluate, _iterate, _iterate_symmetric, _log,
+                           _marginal_error, _point_problem, _schedule, _softmin, _status)
 
 AVERAGED_SPAN = 8     # final-level iterations over which the averaged updates' progress is read
 AVERAGED_STALL = 0.7  # ... and a contraction above this per iteration hands over to alternating
-
-
-def _iterate_symmetric(cost, a, reg, tol, max_iter, eps_scaling):
-    """The symmetric problem OT(a, a): f <- (f + T(f)) / 2, whose fixed point is the potential
-    (f, f); averaging damps the oscillation of plain updates (Feydy et al. 2019)."""
-    log_a = _log(a)
-    f, T = np.zeros(len(a)), np.zeros(len(a))
-    schedule = _schedule(cost.scale, reg, eps_scaling)
-    n_iter, err = 0, math.inf
-    for level, eps in enumerate(schedule):
-        final = level == len(schedule) - 1
-        while n_iter < max_iter:
-            _softmin(cost, 0, f, log_a, eps, T)
-            if final:  # rows (and, by symmetry, columns) of the plan of (f, f)
-                err = _marginal_error(a, f, T, eps)
-                if err <= tol:
-                    break
-            f = T.copy() if n_iter == 0 else 0.5 * (f + T)
-            n_iter += 1
-            if not final:
-                break
-    return f, n_iter, err <= tol
 
 
 def _iterate_cross(cost, a, b, reg, tol, max_iter, eps_scaling):
@@ -63,11 +41,6 @@ def _iterate_cross(cost, a, b, reg, tol, max_iter, eps_scaling):
                 break
     f, g, more, converged = _iterate(cost, a, b, reg, math.inf, tol, max_iter - n_iter, False, (f, g))
     return f, g, n_iter + more, converged
-
-
-def _marginal_error(a, f, T, eps):
-    """L1 error of the marginal a exp((f - T) / eps) of the plan of (f, g), T = softmin(g)."""
-    return float(np.abs(a * np.expm1(np.minimum((f - T) / eps, 700.0))).sum())
 
 
 def sinkhorn_divergence(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", tol=1e-9,

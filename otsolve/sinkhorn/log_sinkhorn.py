@@ -138,6 +138,33 @@ def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
     return f, g, n_iter, err <= tol
 
 
+def _iterate_symmetric(cost, a, reg, tol, max_iter, eps_scaling):
+    """The symmetric problem OT(a, a): f <- (f + T(f)) / 2, whose fixed point is the potential
+    (f, f); averaging damps the oscillation of plain updates (Feydy et al. 2019)."""
+    log_a = _log(a)
+    f, T = np.zeros(len(a)), np.zeros(len(a))
+    schedule = _schedule(cost.scale, reg, eps_scaling)
+    n_iter, err = 0, math.inf
+    for level, eps in enumerate(schedule):
+        final = level == len(schedule) - 1
+        while n_iter < max_iter:
+            _softmin(cost, 0, f, log_a, eps, T)
+            if final:  # rows (and, by symmetry, columns) of the plan of (f, f)
+                err = _marginal_error(a, f, T, eps)
+                if err <= tol:
+                    break
+            f = T.copy() if n_iter == 0 else 0.5 * (f + T)
+            n_iter += 1
+            if not final:
+                break
+    return f, n_iter, err <= tol
+
+
+def _marginal_error(a, f, T, eps):
+    """L1 error of the marginal a exp((f - T) / eps) of the plan of (f, g), T = softmin(g)."""
+    return float(np.abs(a * np.expm1(np.minimum((f - T) / eps, 700.0))).sum())
+
+
 def _mass_shift(a, b, f, g, reg_m):
     """(f + s, g - s) with the best s for the unbalanced dual, s = reg_m/2 log(A/B), A = a.exp(-f/reg_m),
     B = b.exp(-g/reg_m): the one direction the updates barely move along when reg_m >> reg
@@ -260,8 +287,15 @@ def sinkhorn(C, a=None, b=None, *, reg, tol=1e-9, max_iter=DEFAULT_MAX_ITER, eps
     reg, tol, max_iter, eps_scaling, reg_m = _check_options(reg, tol, max_iter, eps_scaling, reg_m)
     C, a, b = check_problem(C, a, b, balanced=math.isinf(reg_m))
     cost = MatrixCost(C)
+    # OT(a, a) on a symmetric cost (the debiasing terms of a divergence): alternating updates
+    # crawl there (e.g. 1835 iterations against 137 for OT(a, b)); the averaged one does not.
+    symmetric = math.isinf(reg_m) and np.array_equal(a, b) and np.array_equal(C, C.T)
     with threads_for(C.size):
-        f, g, n_iter, converged = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
+        if symmetric:
+            f, n_iter, converged = _iterate_symmetric(cost, a, reg, tol, max_iter, eps_scaling)
+            g = f
+        else:
+            f, g, n_iter, converged = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
         return _result(cost, a, b, f, g, reg, reg_m, n_iter, converged, max_iter, want_plan=True)
 
 
