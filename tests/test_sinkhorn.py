@@ -356,5 +356,5 @@ def test_symmetric_problem_uses_averaged_updates_and_matches_pot():
     assert np.abs(M - M[:, :1] - M[:1, :] + M[0, 0]).max() < 1e-8
     assert np.abs(res.plan.sum(0) - a).sum() < 1e-12 and np.abs(res.plan.sum(1) - a).sum() < 1e-12
     assert np.allclose(res.f, res.g) and res.n_iter < 200  # alternating updates need thousands
-    P = ot.sinkhorn(a, a, C, 0.05, method="sinkhorn_log", stopThr=1e-9, numItermax=100000)
-    assert np.allclose(res.plan, P, rtol=1e-5, atol=1e-9)  # its far tails are not converged
+    P = ot.sinkhorn(a, a, C, 0.05, method="sinkhorn_log", stopThr=1e-9, numItermax=5000)
+    assert np.allclose(res.plan, P, rtol=0, atol=1e-6)  # POT stops with marginal error 2e-6 here
