@@ -23,6 +23,7 @@ import scipy.sparse
 
 import otsolve
 from otsolve.exact import exact_points
+from _report import table
 
 
 def clouds(n, seed=0):
@@ -71,14 +72,6 @@ def highs(C):
                              scipy.sparse.kron(np.ones((1, n)), scipy.sparse.eye(m))])
     rhs = np.concatenate([np.full(n, 1 / n), np.full(m, 1 / m)])
     return scipy.optimize.linprog(C.ravel(), A_eq=A, b_eq=rhs, bounds=(0, None), method="highs").fun
-
-
-def table(title, header, rows):
-    print(f"\n{title}")
-    widths = [max(len(str(h)), *(len(str(r[k])) for r in rows)) for k, h in enumerate(header)]
-    print("  ".join(str(h).rjust(w) for h, w in zip(header, widths)))
-    for r in rows:
-        print("  ".join(str(v).rjust(w) for v, w in zip(r, widths)), flush=True)
 
 
 def bench_dense(sizes, highs_max):

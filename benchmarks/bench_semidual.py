@@ -29,6 +29,7 @@ import ot  # noqa: E402
 from scipy.special import logsumexp  # noqa: E402
 
 import otsolve  # noqa: E402
+from _report import table
 
 PLOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "semidual_error.png")
 TARGETS = (1e-2, 1e-3)
@@ -103,14 +104,6 @@ def first_time(points, target):
         if err <= target:
             return t
     return float("nan")
-
-
-def table(title, header, rows):
-    print(f"\n{title}")
-    widths = [max(len(str(h)), *(len(str(r[k])) for r in rows)) for k, h in enumerate(header)]
-    print("  ".join(str(h).rjust(w) for h, w in zip(header, widths)))
-    for r in rows:
-        print("  ".join(str(v).rjust(w) for v, w in zip(r, widths)), flush=True)
 
 
 def fmt(t):

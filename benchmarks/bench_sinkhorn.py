@@ -31,6 +31,7 @@ import psutil
 import otsolve
 from otsolve.sinkhorn import _kernels
 from otsolve.sinkhorn._problem import threads_for
+from _report import table
 
 TOL = 1e-6
 LOG_CAP = 8          # POT sinkhorn_log iterations timed at n >= 5000
@@ -102,14 +103,6 @@ def iteration_floor(C, repeats=3):
             _kernels.softmin_cols(C, h_n, 100.0, lse_m)
             t_it = min(t_it, time.perf_counter() - start)
     return t_exp, t_it
-
-
-def table(title, header, rows):
-    print(f"\n{title}")
-    widths = [max(len(str(h)), *(len(str(r[k])) for r in rows)) for k, h in enumerate(header)]
-    print("  ".join(str(h).rjust(w) for h, w in zip(header, widths)))
-    for r in rows:
-        print("  ".join(str(c).rjust(w) for c, w in zip(r, widths)))
 
 
 def fmt(t, it, err):
