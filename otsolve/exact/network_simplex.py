@@ -234,7 +234,8 @@ def _result(src, a, b, rows, cols, parent, flow, f, g, status, pivots, max_iter)
                          np.abs(np.bincount(j, mass, minlength=len(b)) - b).sum())
     message = "optimal"
     if status != Status.OPTIMAL:
-        message = f"stopped after max_iter={max_iter} pivots before optimality; the plan is feasible, not optimal"
+        message = (f"stopped after max_iter={max_iter} pivots before optimality: the plan is not optimal "
+                   "(feasible from a cold start; from a warm start, marginal_error says how far)")
         warnings.warn(message, ConvergenceWarning, stacklevel=4)
     return OTResult(value=value, value_linear=value, plan=plan, f=f, g=g, status=status,
                     n_iter=int(pivots), marginal_error=float(marginal_error),

@@ -176,7 +176,6 @@ def asgd_steps(C, g, g_avg, log_b, b, reg, lr, k0, idx, buf):
     """Averaged SGD: g += lr / sqrt(k) * (b - mean of the batch's softmax rows), and the running
     average g_avg of the iterates (k counts steps from k0 + 1)."""
     steps, batch = idx.shape
-    m = g.shape[0]
     for k in range(steps):
         for s in prange(batch):
             row_softmax(C, idx[k, s], g, log_b, reg, buf[s])
@@ -210,7 +209,6 @@ def asgd_points(x, y, code, p, g, g_avg, log_b, b, reg, lr, k0, buf):
     """One semi-discrete ASGD step per batch of samples x (steps, batch, d): as asgd_steps with
     the costs computed from the samples."""
     steps, batch = x.shape[0], x.shape[1]
-    m = g.shape[0]
     for k in range(steps):
         xk = x[k]
         for s in prange(batch):
