@@ -10,7 +10,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from .._costs import CITYBLOCK_POW, EUCLIDEAN_POW, SQEUCLIDEAN
 
@@ -77,6 +77,22 @@ def _point_costs(x, i, yT, j0, k, code, p, buf):
     return out
 
 
+def _cost_chunk(src, i, j0, k, buf):
+    """C[i, j0:j0 + k] of a cost source: a dense matrix (a view), or a tuple (x, yT, code, p)
+    of point clouds whose costs fill ``buf`` (:func:`_point_costs`)."""
+    if isinstance(src, np.ndarray):
+        return src[i, j0:j0 + k]
+    x, yT, code, p = src
+    return _point_costs.py_func(x, i, yT, j0, k, code, p, buf)
+
+
+@overload(_cost_chunk)
+def _cost_chunk_impl(src, i, j0, k, buf):
+    if isinstance(src, types.Array):
+        return lambda src, i, j0, k, buf: src[i, j0:j0 + k]
+    return lambda src, i, j0, k, buf: _point_costs(src[0], i, src[1], j0, k, src[2], src[3], buf)
+
+
 @njit(cache=True, inline="always")
 def _acc_exp(hh, cc, inv_reg, shift, acc):
     """acc[jj] += exp(hh_jj - cc_jj * inv_reg - shift): elementwise, so that it vectorises."""
@@ -92,29 +108,30 @@ def _max_term(hh, cc, inv_reg, top):
 
 
 @njit(cache=True, parallel=True)
-def softmin_rows(C, h, inv_reg, lse):
-    """lse[i] <- log sum_j exp(h_j - C_ij * inv_reg).
+def softmin_rows(src, n, h, inv_reg, lse):
+    """lse[i] <- log sum_j exp(h_j - C_ij * inv_reg) for the n rows of a cost source (a dense
+    matrix, or point clouds (x, yT, code, p) whose costs are recomputed, see _cost_chunk).
 
     ``lse`` holds a guess on entry (the previous pass), used to shift the exponentials so that
     one pass suffices; a row whose shifted sum leaves [SUM_MIN, SUM_MAX] is redone with its
     exact maximum as the shift (first pass, new reg level).
     """
-    n, m = C.shape
+    m = h.shape[0]
     for i in prange(n):
-        acc = np.empty(CHUNK)
+        acc, buf = np.empty(CHUNK), np.empty(CHUNK)
         shift = lse[i]
         for attempt in range(2):
             acc[:] = 0.0
             for j0 in range(0, m, CHUNK):
                 k = min(CHUNK, m - j0)
-                _acc_exp(h[j0:j0 + k], C[i, j0:j0 + k], inv_reg, shift, acc)
+                _acc_exp(h[j0:j0 + k], _cost_chunk(src, i, j0, k, buf), inv_reg, shift, acc)
             s = acc.sum()
             if SUM_MIN <= s <= SUM_MAX:
                 break
             top = -np.inf
             for j0 in range(0, m, CHUNK):
                 k = min(CHUNK, m - j0)
-                top = _max_term(h[j0:j0 + k], C[i, j0:j0 + k], inv_reg, top)
+                top = _max_term(h[j0:j0 + k], _cost_chunk(src, i, j0, k, buf), inv_reg, top)
             shift = top
         lse[i] = np.log(s) + shift
 
@@ -151,30 +168,6 @@ def softmin_cols(C, h, inv_reg, lse):
             _col_block_sums(C, h, inv_reg, shift, acc, j0)
         for jj in range(k):
             lse[j0 + jj] = np.log(acc[jj]) + shift[jj]
-
-
-@njit(cache=True, parallel=True)
-def softmin_rows_points(x, yT, code, p, h, inv_reg, lse):
-    """:func:`softmin_rows` with C_ij = pair_cost(x, i, y, j, code, p) recomputed on the fly
-    from x (n, d) and the transposed yT (d, m)."""
-    n, m = x.shape[0], yT.shape[1]
-    for i in prange(n):
-        acc, buf = np.empty(CHUNK), np.empty(CHUNK)
-        shift = lse[i]
-        for attempt in range(2):
-            acc[:] = 0.0
-            for j0 in range(0, m, CHUNK):
-                k = min(CHUNK, m - j0)
-                _acc_exp(h[j0:j0 + k], _point_costs(x, i, yT, j0, k, code, p, buf), inv_reg, shift, acc)
-            s = acc.sum()
-            if SUM_MIN <= s <= SUM_MAX:
-                break
-            top = -np.inf
-            for j0 in range(0, m, CHUNK):
-                k = min(CHUNK, m - j0)
-                top = _max_term(h[j0:j0 + k], _point_costs(x, i, yT, j0, k, code, p, buf), inv_reg, top)
-            shift = top
-        lse[i] = np.log(s) + shift
 
 
 @njit(cache=True, inline="always")

@@ -40,7 +40,10 @@ class MatrixCost:
         self.scale = float(C.max() - C.min())
 
     def softmin(self, side, h, inv_reg, lse):
-        (_kernels.softmin_rows if side == 0 else _kernels.softmin_cols)(self.C, h, inv_reg, lse)
+        if side == 0:
+            _kernels.softmin_rows(self.C, self.C.shape[0], h, inv_reg, lse)
+        else:
+            _kernels.softmin_cols(self.C, h, inv_reg, lse)
 
     def plan_stats(self, f, g, log_a, log_b, inv_reg, want_plan=True):
         """The plan (dense), per-row statistics and the column sums of the plan."""
@@ -64,7 +67,7 @@ class PointCost:
 
     def softmin(self, side, h, inv_reg, lse):
         src, dstT = (self.x, self.yT) if side == 0 else (self.y, self.xT)
-        _kernels.softmin_rows_points(src, dstT, self.code, self.p, h, inv_reg, lse)
+        _kernels.softmin_rows((src, dstT, self.code, self.p), src.shape[0], h, inv_reg, lse)
 
     def plan_stats(self, f, g, log_a, log_b, inv_reg, want_plan=False):
         """Per-row statistics and column sums of the plan (two passes), the plan only if asked."""
