@@ -1,5 +1,6 @@
 """Every input check of otsolve. Each function returns a fresh float64 C-contiguous array
-(never a view of the caller's data) or raises ValueError/TypeError naming the argument."""
+(never a view of the caller's data, unless asked with ``copy=False`` by a solver that only reads
+it) or raises ValueError/TypeError naming the argument."""
 from __future__ import annotations
 
 import math
@@ -10,8 +11,9 @@ import numpy as np
 MASS_RTOL = 1e-9  # relative mismatch of sum(a) and sum(b) tolerated (and then corrected) for balanced OT
 
 
-def as_float_array(x, name: str) -> np.ndarray:
-    """Convert ``x`` to a new float64 array; reject complex, object, string and other non-numbers."""
+def as_float_array(x, name: str, copy: bool = True) -> np.ndarray:
+    """Convert ``x`` to a float64 C-contiguous array, new unless ``copy`` is False; reject
+    complex, object, string and other non-numbers."""
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch tensors without importing torch
         x = x.detach().cpu().numpy()
     try:
@@ -22,7 +24,7 @@ def as_float_array(x, name: str) -> np.ndarray:
         raise TypeError(f"{name} has complex dtype {arr.dtype}; optimal transport needs real numbers")
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} has dtype {arr.dtype}; expected real numbers (float or int)")
-    return np.array(arr, dtype=np.float64, order="C", copy=True)
+    return np.array(arr, dtype=np.float64, order="C", copy=True if copy else None)
 
 
 def check_finite(arr: np.ndarray, name: str) -> None:
@@ -37,9 +39,9 @@ def check_finite(arr: np.ndarray, name: str) -> None:
     raise ValueError(f"{name} has entries so large that their sum overflows; rescale it")
 
 
-def check_cost(C, name: str = "C") -> np.ndarray:
+def check_cost(C, name: str = "C", copy: bool = True) -> np.ndarray:
     """A finite, non-empty 2-D cost matrix as float64."""
-    C = as_float_array(C, name)
+    C = as_float_array(C, name, copy)
     if C.ndim != 2:
         raise ValueError(f"{name} must be a 2-D cost matrix; got an array with shape {C.shape}")
     if C.size == 0:
@@ -75,9 +77,9 @@ def check_balanced(a: np.ndarray, b: np.ndarray, rtol: float = MASS_RTOL) -> np.
     return b * (sa / sb)
 
 
-def check_problem(C, a, b, *, balanced: bool = True):
+def check_problem(C, a, b, *, balanced: bool = True, copy: bool = True):
     """Validate a cost matrix with its two weight vectors: returns ``(C, a, b)``."""
-    C = check_cost(C)
+    C = check_cost(C, copy=copy)
     n, m = C.shape
     a = check_weights(a, n, "a", dim_name=f"rows of C, C.shape == {C.shape}")
     b = check_weights(b, m, "b", dim_name=f"columns of C, C.shape == {C.shape}")

@@ -1,6 +1,7 @@
 """Entropic OT (otsolve.sinkhorn, sinkhorn_points, sinkhorn_divergence) against independent
 oracles: POT's log-domain Sinkhorn, POT's unbalanced Sinkhorn, GeomLoss, the exact solver,
 objectives recomputed with numpy, finite differences."""
+import importlib
 import math
 import tracemalloc
 import warnings
@@ -160,6 +161,68 @@ def test_small_reg_where_kernel_sinkhorn_fails():
     assert res.success and res.marginal_error <= 1e-9
     kernel_error = np.abs(np.nan_to_num(P_kernel).sum(1) - a).sum()
     assert not kernel_error <= 1e-9  # NaN or a visible marginal error
+
+
+def _log_domain_only(monkeypatch):
+    """Solve with the kept Gibbs kernel disabled: every soft-min is a log-domain pass."""
+    problem = importlib.import_module("otsolve.sinkhorn._problem")
+    monkeypatch.setattr(problem, "KERNEL_MAX_PAIRS", -1)
+
+
+@pytest.mark.parametrize("case", ["skewed", "zeros", "unbalanced", "tiny_reg", "symmetric"])
+def test_kernel_scaling_matches_the_log_domain(case, monkeypatch):
+    """The mat-vec path (kernel kept, rebuilt or squared) gives the log-domain fixed point, also
+    where it must fall back: weights over 40 orders of magnitude, zero weights, reg = 1e-4."""
+    rng = np.random.default_rng(11)
+    _, _, a, b, C = _problem(n=70, m=50, seed=11)
+    reg, reg_m = 1e-2, None
+    if case == "skewed":
+        a, b = 10.0 ** rng.uniform(-40, 0, 70), 10.0 ** rng.uniform(-40, 0, 50)
+        a, b = a / a.sum(), b / b.sum()
+    elif case == "zeros":
+        a[[1, 7]], b[[0, 49]] = 0.0, 0.0
+        a, b = a / a.sum(), b / b.sum()
+    elif case == "unbalanced":
+        a, reg_m = 2.0 * a, 0.3
+    elif case == "tiny_reg":
+        reg = 1e-4
+    else:
+        x = _problem(n=70)[0]
+        C, b = ot.dist(x) / ot.dist(x).max(), a
+    kwargs = dict(reg=reg, reg_m=reg_m, tol=1e-11, max_iter=100_000)
+    kernel = otsolve.sinkhorn(C, a, b, **kwargs)
+    _log_domain_only(monkeypatch)
+    log = otsolve.sinkhorn(C, a, b, **kwargs)
+    assert kernel.success and log.success and kernel.marginal_error <= 1e-11
+    np.testing.assert_allclose(kernel.plan, log.plan, rtol=0, atol=1e-9 * log.plan.max())
+    assert kernel.value == pytest.approx(log.value, rel=1e-9, abs=1e-14)
+    for ours, ref, w in ((kernel.f, log.f, a), (kernel.g, log.g, b)):
+        np.testing.assert_allclose(ours[w > 0], ref[w > 0], rtol=0, atol=1e-7 * reg)
+
+
+def test_skewed_weights_match_pot():
+    """Weights over 12 orders of magnitude: same plan as POT's log-domain Sinkhorn."""
+    rng = np.random.default_rng(12)
+    _, _, _, _, C = _problem(n=40, m=30, seed=12)
+    a, b = 10.0 ** rng.uniform(-12, 0, 40), 10.0 ** rng.uniform(-12, 0, 30)
+    a, b = a / a.sum(), b / b.sum()
+    res = otsolve.sinkhorn(C, a, b, reg=0.05, tol=TOL)
+    P = pot_log_plan(a, b, C, 0.05)
+    np.testing.assert_allclose(res.plan, P, rtol=0, atol=1e-8 * P.max())
+    assert res.value_linear == pytest.approx(float((P * C).sum()), rel=RTOL_POT)
+
+
+def test_kernel_is_kept_at_moderate_reg(monkeypatch):
+    """Speed path in use: at reg = 1e-2 a log-domain pass builds the kernel at the first eps and
+    one rebuilds it at the last (a step by less than half), the rest are mat-vecs and squarings."""
+    kernels = importlib.import_module("otsolve.sinkhorn._kernels")
+    calls = []
+    for name in ("softmin_rows", "softmin_cols"):
+        original = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *args, _f=original: calls.append(1) or _f(*args))
+    _, _, a, b, C = _problem(n=60, m=40, seed=13)
+    res = otsolve.sinkhorn(C, a, b, reg=1e-2, tol=1e-10)
+    assert res.success and res.n_iter > 10 and len(calls) == 2
 
 
 def test_max_iter_reports_and_warns():

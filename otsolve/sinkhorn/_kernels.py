@@ -94,10 +94,17 @@ def _cost_chunk_impl(src, i, j0, k, buf):
 
 
 @njit(cache=True, inline="always")
-def _acc_exp(hh, cc, inv_reg, shift, acc):
-    """acc[jj] += exp(hh_jj - cc_jj * inv_reg - shift): elementwise, so that it vectorises."""
-    for jj in range(cc.shape[0]):
-        acc[jj] += fast_exp(hh[jj] - cc[jj] * inv_reg - shift)
+def _acc_exp(hh, cc, inv_reg, shift, acc, out):
+    """acc[jj] += exp(hh_jj - cc_jj * inv_reg - shift), the terms also stored in ``out`` unless it
+    is empty: elementwise, so that it vectorises."""
+    if out.shape[0] == 0:
+        for jj in range(cc.shape[0]):
+            acc[jj] += fast_exp(hh[jj] - cc[jj] * inv_reg - shift)
+    else:
+        for jj in range(cc.shape[0]):
+            e = fast_exp(hh[jj] - cc[jj] * inv_reg - shift)
+            out[jj] = e
+            acc[jj] += e
 
 
 @njit(cache=True, inline="always")
@@ -108,23 +115,27 @@ def _max_term(hh, cc, inv_reg, top):
 
 
 @njit(cache=True, parallel=True)
-def softmin_rows(src, n, h, inv_reg, lse):
+def softmin_rows(src, n, h, inv_reg, lse, K):
     """lse[i] <- log sum_j exp(h_j - C_ij * inv_reg) for the n rows of a cost source (a dense
     matrix, or point clouds (x, yT, code, p) whose costs are recomputed, see _cost_chunk).
 
     ``lse`` holds a guess on entry (the previous pass), used to shift the exponentials so that
     one pass suffices; a row whose shifted sum leaves [SUM_MIN, SUM_MAX] is redone with its
-    exact maximum as the shift (first pass, new reg level).
+    exact maximum as the shift (first pass, new reg level). Unless ``K`` is empty (0 rows) it
+    receives the Gibbs kernel normalised by rows, K_ij = exp(h_j - C_ij * inv_reg - lse_i).
     """
     m = h.shape[0]
+    store = K.shape[0] > 0
     for i in prange(n):
         acc, buf = np.empty(CHUNK), np.empty(CHUNK)
+        out = K[i] if store else buf[:0]
         shift = lse[i]
         for attempt in range(2):
             acc[:] = 0.0
             for j0 in range(0, m, CHUNK):
                 k = min(CHUNK, m - j0)
-                _acc_exp(h[j0:j0 + k], _cost_chunk(src, i, j0, k, buf), inv_reg, shift, acc)
+                _acc_exp(h[j0:j0 + k], _cost_chunk(src, i, j0, k, buf), inv_reg, shift, acc,
+                         out[j0:j0 + k] if store else out)
             s = acc.sum()
             if SUM_MIN <= s <= SUM_MAX:
                 break
@@ -134,29 +145,40 @@ def softmin_rows(src, n, h, inv_reg, lse):
                 top = _max_term(h[j0:j0 + k], _cost_chunk(src, i, j0, k, buf), inv_reg, top)
             shift = top
         lse[i] = np.log(s) + shift
+        if store:
+            out *= 1.0 / s
 
 
 @njit(cache=True, inline="always")
-def _col_block_sums(C, h, inv_reg, shift, acc, j0):
-    """acc[jj] = sum_i exp(h_i - C[i, j0 + jj] * inv_reg - shift[jj]), row by row."""
+def _col_block_sums(C, h, inv_reg, shift, acc, j0, K):
+    """acc[jj] = sum_i exp(h_i - C[i, j0 + jj] * inv_reg - shift[jj]), row by row; the terms
+    are stored in K unless it is empty."""
     acc[:] = 0.0
     k = acc.shape[0]
     for i in range(C.shape[0]):
         row, hi = C[i, j0:j0 + k], h[i]
-        for jj in range(k):
-            acc[jj] += fast_exp(hi - row[jj] * inv_reg - shift[jj])
+        if K.shape[0] == 0:
+            for jj in range(k):
+                acc[jj] += fast_exp(hi - row[jj] * inv_reg - shift[jj])
+        else:
+            out = K[i, j0:j0 + k]
+            for jj in range(k):
+                e = fast_exp(hi - row[jj] * inv_reg - shift[jj])
+                out[jj] = e
+                acc[jj] += e
 
 
 @njit(cache=True, parallel=True)
-def softmin_cols(C, h, inv_reg, lse):
+def softmin_cols(C, h, inv_reg, lse, K):
     """lse[j] <- log sum_i exp(h_i - C_ij * inv_reg): :func:`softmin_rows` of C^T without
-    forming it; each task takes CHUNK columns and streams over the rows (C read once)."""
+    forming it; each task takes CHUNK columns and streams over the rows (C read once). Unless
+    ``K`` is empty it receives the kernel normalised by columns, exp(h_i - C_ij * inv_reg - lse_j)."""
     n, m = C.shape
     for t in prange((m + CHUNK - 1) // CHUNK):
         j0 = t * CHUNK
         k = min(CHUNK, m - j0)
         acc, shift = np.empty(k), lse[j0:j0 + k].copy()
-        _col_block_sums(C, h, inv_reg, shift, acc, j0)
+        _col_block_sums(C, h, inv_reg, shift, acc, j0, K)
         bad = False
         for jj in range(k):
             bad = bad or not (SUM_MIN <= acc[jj] <= SUM_MAX)
@@ -165,19 +187,25 @@ def softmin_cols(C, h, inv_reg, lse):
             for i in range(n):
                 for jj in range(k):
                     shift[jj] = max(shift[jj], h[i] - C[i, j0 + jj] * inv_reg)
-            _col_block_sums(C, h, inv_reg, shift, acc, j0)
+            _col_block_sums(C, h, inv_reg, shift, acc, j0, K)
         for jj in range(k):
             lse[j0 + jj] = np.log(acc[jj]) + shift[jj]
+        if K.shape[0] > 0:
+            inv = 1.0 / acc
+            for i in range(n):
+                K[i, j0:j0 + k] *= inv
 
 
 @njit(cache=True, inline="always")
-def _plan_chunk(fi, gg, la, lb, cc, inv_reg, out, acc):
-    """out_j = exp(la + lb_j + (fi + g_j - c_j) * inv_reg); per-lane sums of P, P c, P log(P/ab)
-    and max of fi + g_j - c_j in acc (4, CHUNK): elementwise, so that the loop vectorises."""
+def _plan_chunk(fi, gg, la, lb, cc, inv_reg, out, acc, ui, vv):
+    """out_j = exp(la + lb_j + (fi + g_j - c_j) * inv_reg), or out_j * ui * v_j when ``vv`` is not
+    empty (out holds the Gibbs kernel and u, v scale it to the plan); per-lane sums of P, P c,
+    P log(P/ab) and max of fi + g_j - c_j in acc (4, CHUNK): elementwise, so that it vectorises."""
+    scaled = vv.shape[0] > 0
     for jj in range(cc.shape[0]):
         slack = fi + gg[jj] - cc[jj]
         z = slack * inv_reg
-        pij = fast_exp(la + lb[jj] + z)
+        pij = out[jj] * ui * vv[jj] if scaled else fast_exp(la + lb[jj] + z)
         out[jj] = pij
         acc[0, jj] += pij
         acc[1, jj] += pij * cc[jj]
@@ -192,17 +220,20 @@ def _reduce_stats(acc, stats):
 
 
 @njit(cache=True, parallel=True)
-def plan_rows(C, f, g, log_a, log_b, inv_reg, P, stats):
-    """P_ij = exp(log a_i + log b_j + (f_i + g_j - C_ij) * inv_reg); stats[i] = (sum_j P_ij,
-    sum_j P_ij C_ij, sum_j P_ij log(P_ij / a_i b_j), max_j f_i + g_j - C_ij)."""
+def plan_rows(C, f, g, log_a, log_b, inv_reg, P, stats, u, v):
+    """P_ij = exp(log a_i + log b_j + (f_i + g_j - C_ij) * inv_reg) (or u_i P_ij v_j, P holding
+    the Gibbs kernel, unless v is empty); stats[i] = (sum_j P_ij, sum_j P_ij C_ij,
+    sum_j P_ij log(P_ij / a_i b_j), max_j f_i + g_j - C_ij)."""
     n, m = C.shape
+    scaled = v.shape[0] > 0
     for i in prange(n):
         acc = np.zeros((4, CHUNK))
         acc[3, :] = -np.inf
+        ui = u[i] if scaled else 1.0
         for j0 in range(0, m, CHUNK):
             k = min(CHUNK, m - j0)
             _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k], C[i, j0:j0 + k], inv_reg,
-                        P[i, j0:j0 + k], acc)
+                        P[i, j0:j0 + k], acc, ui, v[j0:j0 + k])
         _reduce_stats(acc, stats[i])
 
 
@@ -217,5 +248,30 @@ def plan_rows_points(x, yT, code, p, f, g, log_a, log_b, inv_reg, stats):
         for j0 in range(0, m, CHUNK):
             k = min(CHUNK, m - j0)
             cc = _point_costs(x, i, yT, j0, k, code, p, buf)
-            _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k], cc, inv_reg, out, acc)
+            _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k], cc, inv_reg, out, acc,
+                        1.0, out[:0])
         _reduce_stats(acc, stats[i])
+
+
+@njit(cache=True, parallel=True)
+def square_scaled(K, u, v):
+    """K_ij <- (u_i K_ij v_j)^2 in place: the Gibbs kernel at half the reg, scalings absorbed."""
+    n, m = K.shape
+    for i in prange(n):
+        row, ui = K[i], u[i]
+        for j in range(m):
+            z = ui * row[j] * v[j]
+            row[j] = z * z
+
+
+@njit(cache=True)
+def is_symmetric(C):
+    """C == C^T, stopping at the first difference."""
+    n = C.shape[0]
+    if C.shape[1] != n:
+        return False
+    for i in range(n):
+        for j in range(i):
+            if C[i, j] != C[j, i]:
+                return False
+    return True

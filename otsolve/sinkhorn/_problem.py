@@ -30,27 +30,105 @@ def threads_for(pairs):
         numba.set_num_threads(before)
 
 
+KERNEL_MAX_PAIRS = 2**28  # the Gibbs kernel (8 bytes a pair) is kept up to 2 GiB
+KERNEL_SUM_MIN = 1e-100   # a mat-vec entry outside [KERNEL_SUM_MIN, 1 / KERNEL_SUM_MIN] sends the
+                          # pass back to the log domain: kernel entries are then <= 1e100 (the
+                          # first pass after a rebuild or squaring has all weights 1), so terms
+                          # lost to underflow are below 1e-108 of every sum
+SCALING_MAX = 600.0       # largest |log| of a scaling absorbed into the kernel when eps halves
+PLAN_SCALING_MAX = 200.0  # and of those turning the kernel into the plan: entries of K lost to
+                          # underflow are then < 1e-134 a_i b_j in the plan
+NO_KERNEL, NO_SCALING = np.empty((0, 0)), np.empty(0)
+
+
 class MatrixCost:
-    """A dense (n, m) cost matrix: the g half-iteration runs over blocks of columns, streaming
-    over the rows, so no transposed copy is needed (C is read once per half-iteration)."""
+    """A dense (n, m) cost matrix, with the Gibbs kernel K_ij = exp(hF_i + hG_j - C_ij / eps) of
+    the current eps kept beside it (stabilised scaling, Schmitzer 2019): a soft-min is then one
+    mat-vec with K instead of n m exponentials. A log-domain pass rebuilds K, normalised so that
+    its rows (or columns) sum to one, whenever a mat-vec would not be exact to rounding (the
+    potentials drifted too far from hF, hG, or eps changed); when eps halves K is squared
+    instead. The log-domain column pass runs over blocks of columns, streaming over the rows, so
+    no transposed copy of C is needed."""
 
     def __init__(self, C):
         self.C = C
         self.shape = C.shape
         self.scale = float(C.max() - C.min())
+        self.K = np.empty(C.shape) if C.size <= KERNEL_MAX_PAIRS else None
+        self.inv_reg = 0.0  # 1 / eps of K; 0 while it holds nothing usable
+        self.hF, self.hG = np.zeros(C.shape[0]), np.zeros(C.shape[1])
 
     def softmin(self, side, h, inv_reg, lse):
+        if self.K is not None:
+            if inv_reg == 2.0 * self.inv_reg:
+                self._square(side, h, lse)
+            if inv_reg == self.inv_reg and self._scaled_softmin(side, h, lse):
+                return
+        K = NO_KERNEL if self.K is None else self.K
         if side == 0:
-            _kernels.softmin_rows(self.C, self.C.shape[0], h, inv_reg, lse)
+            _kernels.softmin_rows(self.C, self.C.shape[0], h, inv_reg, lse, K)
         else:
-            _kernels.softmin_cols(self.C, h, inv_reg, lse)
+            _kernels.softmin_cols(self.C, h, inv_reg, lse, K)
+        if self.K is not None:  # K_ij = exp(h_j - C_ij / eps - lse_i) (side 0), or transposed
+            self._absorb(side, h, -lse, inv_reg)
+
+    def _absorb(self, side, h, h_other, inv_reg):
+        """Record the potentials and eps of K: h on the side summed over, h_other on the other;
+        zero weights (h = -inf) have zero kernel lines, their potential is recorded as 0."""
+        h, h_other = (np.where(np.isfinite(z), z, 0.0) for z in (h, h_other))
+        self.hF, self.hG = (h_other, h) if side == 0 else (h, h_other)
+        self.inv_reg = inv_reg
+
+    def _scaled_softmin(self, side, h, lse):
+        """lse_i <- log sum_j exp(h_j - C_ij / eps) = log (K w)_i - hF_i + top, w = exp(h - hG
+        - top) (side 0; side 1 is the same with K^T). False, lse untouched, where the mat-vec
+        could lose terms to underflow."""
+        absorbed, other = (self.hG, self.hF) if side == 0 else (self.hF, self.hG)
+        d = h - absorbed
+        top = d.max()
+        if not np.isfinite(top):
+            return False
+        w = np.exp(d - top)
+        r = self.K @ w if side == 0 else w @ self.K
+        if not (r.min() >= KERNEL_SUM_MIN and r.max() <= 1.0 / KERNEL_SUM_MIN):  # NaN: False
+            return False
+        np.log(r, out=lse)
+        lse += top - other
+        return True
+
+    def _square(self, side, h, lse):
+        """eps halved: K <- (u_i K_ij v_j)^2, where u, v move K at the old eps to the potentials of
+        this call (h, and the guess -lse on the other side); K is given up if they are extreme."""
+        inv_reg, self.inv_reg = 2.0 * self.inv_reg, 0.0
+        new_F, new_G = (-lse, h) if side == 0 else (h, -lse)
+        new_F, new_G = (np.where(np.isfinite(z), z, 0.0) for z in (new_F, new_G))
+        log_u, log_v = 0.5 * new_F - self.hF, 0.5 * new_G - self.hG
+        if max(np.abs(log_u).max(), np.abs(log_v).max()) > SCALING_MAX:
+            return
+        _kernels.square_scaled(self.K, np.exp(log_u), np.exp(log_v))
+        self.hF, self.hG, self.inv_reg = new_F, new_G, inv_reg
 
     def plan_stats(self, f, g, log_a, log_b, inv_reg, want_plan=True):
-        """The plan (dense), per-row statistics and the column sums of the plan."""
-        P = np.empty(self.shape)
+        """The plan (dense), per-row statistics and the column sums of the plan; the plan is the
+        kernel scaled when that is exact to rounding (its memory is reused), else recomputed."""
         stats = np.empty((self.shape[0], 4))
-        _kernels.plan_rows(self.C, f, g, log_a, log_b, inv_reg, P, stats)
+        if self.K is None:
+            P, u, v = np.empty(self.shape), NO_SCALING, NO_SCALING
+        else:
+            P, u, v = self.K, *self._plan_scalings(f, g, log_a, log_b, inv_reg)
+        self.inv_reg = 0.0  # K becomes the plan
+        _kernels.plan_rows(self.C, f, g, log_a, log_b, inv_reg, P, stats, u, v)
         return P, stats, P.sum(axis=0)
+
+    def _plan_scalings(self, f, g, log_a, log_b, inv_reg):
+        """u, v with P = diag(u) K diag(v), or empty ones if K does not fit (f, g, eps)."""
+        if inv_reg != self.inv_reg:
+            return NO_SCALING, NO_SCALING
+        log_u, log_v = f * inv_reg - self.hF, g * inv_reg - self.hG
+        drift = max(np.abs(log_u[np.isfinite(log_a)]).max(), np.abs(log_v[np.isfinite(log_b)]).max())
+        if not drift <= PLAN_SCALING_MAX:  # zero weights aside: their lines of P are 0
+            return NO_SCALING, NO_SCALING
+        return np.exp(log_a + log_u), np.exp(log_b + log_v)
 
 
 class PointCost:
@@ -67,7 +145,7 @@ class PointCost:
 
     def softmin(self, side, h, inv_reg, lse):
         src, dstT = (self.x, self.yT) if side == 0 else (self.y, self.xT)
-        _kernels.softmin_rows((src, dstT, self.code, self.p), src.shape[0], h, inv_reg, lse)
+        _kernels.softmin_rows((src, dstT, self.code, self.p), src.shape[0], h, inv_reg, lse, NO_KERNEL)
 
     def plan_stats(self, f, g, log_a, log_b, inv_reg, want_plan=False):
         """Per-row statistics and column sums of the plan (two passes), the plan only if asked."""
@@ -81,5 +159,6 @@ class PointCost:
             C = np.empty(self.shape)
             _cost_matrix(self.x, self.y, self.code, self.p, C)
             P = np.empty(self.shape)
-            _kernels.plan_rows(C, f, g, log_a, log_b, inv_reg, P, np.empty((self.shape[0], 4)))
+            _kernels.plan_rows(C, f, g, log_a, log_b, inv_reg, P, np.empty((self.shape[0], 4)),
+                               NO_SCALING, NO_SCALING)
         return P, stats, col_stats[:, 0]
