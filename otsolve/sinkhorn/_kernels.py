@@ -220,36 +220,23 @@ def _reduce_stats(acc, stats):
 
 
 @njit(cache=True, parallel=True)
-def plan_rows(C, f, g, log_a, log_b, inv_reg, P, stats, u, v):
-    """P_ij = exp(log a_i + log b_j + (f_i + g_j - C_ij) * inv_reg) (or u_i P_ij v_j, P holding
-    the Gibbs kernel, unless v is empty); stats[i] = (sum_j P_ij, sum_j P_ij C_ij,
-    sum_j P_ij log(P_ij / a_i b_j), max_j f_i + g_j - C_ij)."""
-    n, m = C.shape
-    scaled = v.shape[0] > 0
+def plan_rows(src, n, f, g, log_a, log_b, inv_reg, P, stats, u, v):
+    """P_ij = exp(log a_i + log b_j + (f_i + g_j - C_ij) * inv_reg) for the n rows of a cost
+    source (see softmin_rows), or u_i P_ij v_j when v is not empty (P holding the Gibbs kernel);
+    stats[i] = (sum_j P_ij, sum_j P_ij C_ij, sum_j P_ij log(P_ij / a_i b_j), max_j f_i + g_j - C_ij).
+    An empty P (0 rows): the statistics only, no plan stored."""
+    m = g.shape[0]
+    store, scaled = P.shape[0] > 0, v.shape[0] > 0
     for i in prange(n):
+        buf, scratch = np.empty(CHUNK), np.empty(CHUNK)
         acc = np.zeros((4, CHUNK))
         acc[3, :] = -np.inf
         ui = u[i] if scaled else 1.0
         for j0 in range(0, m, CHUNK):
             k = min(CHUNK, m - j0)
-            _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k], C[i, j0:j0 + k], inv_reg,
-                        P[i, j0:j0 + k], acc, ui, v[j0:j0 + k])
-        _reduce_stats(acc, stats[i])
-
-
-@njit(cache=True, parallel=True)
-def plan_rows_points(x, yT, code, p, f, g, log_a, log_b, inv_reg, stats):
-    """The row statistics of :func:`plan_rows` with costs from x and yT (d, m), no plan stored."""
-    n, m = x.shape[0], yT.shape[1]
-    for i in prange(n):
-        buf, out = np.empty(CHUNK), np.empty(CHUNK)
-        acc = np.zeros((4, CHUNK))
-        acc[3, :] = -np.inf
-        for j0 in range(0, m, CHUNK):
-            k = min(CHUNK, m - j0)
-            cc = _point_costs(x, i, yT, j0, k, code, p, buf)
-            _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k], cc, inv_reg, out, acc,
-                        1.0, out[:0])
+            _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k],
+                        _cost_chunk(src, i, j0, k, buf), inv_reg,
+                        P[i, j0:j0 + k] if store else scratch[:k], acc, ui, v[j0:j0 + k] if scaled else v)
         _reduce_stats(acc, stats[i])
 
 

@@ -7,7 +7,7 @@ import contextlib
 import numba
 import numpy as np
 
-from .._costs import CITYBLOCK_POW, SQEUCLIDEAN, _cost_matrix
+from .._costs import CITYBLOCK_POW, SQEUCLIDEAN
 from . import _kernels
 
 
@@ -117,7 +117,7 @@ class MatrixCost:
         else:
             P, u, v = self.K, *self._plan_scalings(f, g, log_a, log_b, inv_reg)
         self.inv_reg = 0.0  # K becomes the plan
-        _kernels.plan_rows(self.C, f, g, log_a, log_b, inv_reg, P, stats, u, v)
+        _kernels.plan_rows(self.C, self.shape[0], f, g, log_a, log_b, inv_reg, P, stats, u, v)
         return P, stats, P.sum(axis=0)
 
     def _plan_scalings(self, f, g, log_a, log_b, inv_reg):
@@ -149,16 +149,11 @@ class PointCost:
 
     def plan_stats(self, f, g, log_a, log_b, inv_reg, want_plan=False):
         """Per-row statistics and column sums of the plan (two passes), the plan only if asked."""
-        stats = np.empty((self.shape[0], 4))
-        col_stats = np.empty((self.shape[1], 4))
-        _kernels.plan_rows_points(self.x, self.yT, self.code, self.p, f, g, log_a, log_b, inv_reg, stats)
-        _kernels.plan_rows_points(self.y, self.xT, self.code, self.p, g, f, log_b, log_a, inv_reg,
-                                  col_stats)
-        P = None
-        if want_plan:
-            C = np.empty(self.shape)
-            _cost_matrix(self.x, self.y, self.code, self.p, C)
-            P = np.empty(self.shape)
-            _kernels.plan_rows(C, f, g, log_a, log_b, inv_reg, P, np.empty((self.shape[0], 4)),
-                               NO_SCALING, NO_SCALING)
-        return P, stats, col_stats[:, 0]
+        n, m = self.shape
+        P = np.empty(self.shape) if want_plan else NO_KERNEL
+        stats, col_stats = np.empty((n, 4)), np.empty((m, 4))
+        _kernels.plan_rows((self.x, self.yT, self.code, self.p), n, f, g, log_a, log_b, inv_reg, P,
+                           stats, NO_SCALING, NO_SCALING)
+        _kernels.plan_rows((self.y, self.xT, self.code, self.p), m, g, f, log_b, log_a, inv_reg,
+                           NO_KERNEL, col_stats, NO_SCALING, NO_SCALING)
+        return (P if want_plan else None), stats, col_stats[:, 0]
