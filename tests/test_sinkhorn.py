@@ -237,7 +237,11 @@ def test_max_iter_reports_and_warns():
 
 @pytest.mark.parametrize("metric,p", [("euclidean", 2), ("euclidean", 1), ("sqeuclidean", 1),
                                       ("cityblock", 1), ("euclidean", 1.5)])
-def test_points_match_the_matrix(metric, p):
+@pytest.mark.parametrize("on_the_fly", [True, False])
+def test_points_match_the_matrix(metric, p, on_the_fly, monkeypatch):
+    """Costs recomputed in every pass, or (small clouds, the default) computed once."""
+    if on_the_fly:
+        monkeypatch.setattr(importlib.import_module("otsolve.sinkhorn._problem"), "DENSE_MAX_PAIRS", 0)
     x, y, a, b, _ = _problem(seed=9)
     C = otsolve.cost_matrix(x, y, p=p, metric=metric)
     ref = otsolve.sinkhorn(C, a, b, reg=0.05 * C.max(), tol=TOL)
@@ -314,7 +318,10 @@ def test_unbalanced_accepts_unequal_masses_balanced_does_not():
 # --- Sinkhorn divergence ------------------------------------------------------------------
 
 @pytest.mark.parametrize("reg", [0.5, 0.1])
-def test_divergence_matches_pot_oracle(reg):
+@pytest.mark.parametrize("on_the_fly", [True, False])
+def test_divergence_matches_pot_oracle(reg, on_the_fly, monkeypatch):
+    if on_the_fly:
+        monkeypatch.setattr(importlib.import_module("otsolve.sinkhorn._problem"), "DENSE_MAX_PAIRS", 0)
     x, y, a, b, _ = _problem(n=50, m=40, seed=15)
     res = otsolve.sinkhorn_divergence(x, y, a, b, reg=reg, tol=TOL)
     assert res.success and res.plan is None

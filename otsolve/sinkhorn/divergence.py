@@ -53,7 +53,7 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", t
 
     where :math:`\mathrm{OT}_\varepsilon` is the value of :func:`otsolve.sinkhorn` (entropic
     objective, KL to the product of the marginals) for the cost ``metric(x, y) ** p``, computed
-    on the fly (memory O(n + m)). For probability weights S >= 0, and S = 0 iff the measures are
+    on the fly (memory O(n + m); as a matrix for at most 2**22 pairs, see :func:`sinkhorn_points`). For probability weights S >= 0, and S = 0 iff the measures are
     equal. The two symmetric problems use the averaged update f <- (f + T(f)) / 2.
 
     Parameters

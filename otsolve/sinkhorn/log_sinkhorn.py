@@ -321,7 +321,9 @@ def sinkhorn_points(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", tol=1
 
     The problem, updates and result are those of :func:`sinkhorn` for
     :math:`C_{ij} = \mathrm{metric}(x_i, y_j)^p`, but every pass recomputes the costs from the
-    points, so memory is O(n + m) (n = m = 100,000 in 2-D needs a few MiB).
+    points, so memory is O(n + m) (n = m = 100,000 in 2-D needs a few MiB). Small problems (at
+    most 2**22 pairs: 64 MiB) are faster with the matrix: their costs are computed once and
+    solved as :func:`sinkhorn` does, with the kept Gibbs kernel.
 
     Parameters
     ----------
