@@ -35,6 +35,7 @@ KERNEL_SUM_MIN = 1e-100   # a mat-vec entry outside [KERNEL_SUM_MIN, 1 / KERNEL_
                           # pass back to the log domain: kernel entries are then <= 1e100 (the
                           # first pass after a rebuild or squaring has all weights 1), so terms
                           # lost to underflow are below 1e-108 of every sum
+MAX_BAD_LINES = 0.25      # above this fraction of such lines the kernel is rebuilt instead
 SCALING_MAX = 600.0       # largest |log| of a scaling absorbed into the kernel when eps halves
 PLAN_SCALING_MAX = 200.0  # and of those turning the kernel into the plan: entries of K lost to
                           # underflow are then < 1e-134 a_i b_j in the plan
@@ -82,8 +83,9 @@ class MatrixCost:
 
     def _scaled_softmin(self, side, h, lse):
         """lse_i <- log sum_j exp(h_j - C_ij / eps) = log (K w)_i - hF_i + top, w = exp(h - hG
-        - top) (side 0; side 1 is the same with K^T). False, lse untouched, where the mat-vec
-        could lose terms to underflow."""
+        - top) (side 0; side 1 is the same with K^T). Lines where the mat-vec could lose terms to
+        underflow (zero-weight ones among them: their kernel lines are 0) are redone in the log
+        domain; if there are many, False and lse untouched."""
         absorbed, other = (self.hG, self.hF) if side == 0 else (self.hF, self.hG)
         d = h - absorbed
         top = d.max()
@@ -91,11 +93,26 @@ class MatrixCost:
             return False
         w = np.exp(d - top)
         r = self.K @ w if side == 0 else w @ self.K
-        if not (r.min() >= KERNEL_SUM_MIN and r.max() <= 1.0 / KERNEL_SUM_MIN):  # NaN: False
+        good = (r >= KERNEL_SUM_MIN) & (r <= 1.0 / KERNEL_SUM_MIN)  # NaN: not good
+        bad = np.flatnonzero(~good)
+        if len(bad) > MAX_BAD_LINES * len(r):
             return False
-        np.log(r, out=lse)
+        guess = lse[bad]
+        np.log(np.where(good, r, 1.0), out=lse)
         lse += top - other
+        if len(bad):
+            lse[bad] = self._log_lines(side, bad, h, guess)
         return True
+
+    def _log_lines(self, side, lines, h, guess):
+        """The log-domain soft-min of a few rows (side 0) or columns of C, from the guess."""
+        lse = guess.copy()
+        if side == 0:
+            _kernels.softmin_rows(self.C[lines], len(lines), h, self.inv_reg, lse, NO_KERNEL)
+        else:
+            _kernels.softmin_cols(np.ascontiguousarray(self.C[:, lines]), h, self.inv_reg, lse,
+                                  NO_KERNEL)
+        return lse
 
     def _square(self, side, h, lse):
         """eps halved: K <- (u_i K_ij v_j)^2, where u, v move K at the old eps to the potentials of
