@@ -31,10 +31,10 @@ def threads_for(pairs):
 
 
 KERNEL_MAX_PAIRS = 2**28  # the Gibbs kernel (8 bytes a pair) is kept up to 2 GiB
-KERNEL_SUM_MIN = 1e-100   # a mat-vec entry outside [KERNEL_SUM_MIN, 1 / KERNEL_SUM_MIN] sends the
-                          # pass back to the log domain: kernel entries are then <= 1e100 (the
-                          # first pass after a rebuild or squaring has all weights 1), so terms
-                          # lost to underflow are below 1e-108 of every sum
+KERNEL_SUM_MIN = 1e-100   # a mat-vec entry above 1 / KERNEL_SUM_MIN rebuilds the kernel, so its
+                          # entries stay <= 1e100 (the first pass after a rebuild or squaring has
+                          # all weights 1); one below KERNEL_SUM_MIN is redone in the log domain:
+                          # terms lost to underflow are then below 1e-108 of every sum
 MAX_BAD_LINES = 0.25      # above this fraction of such lines the kernel is rebuilt instead
 SCALING_MAX = 600.0       # largest |log| of a scaling absorbed into the kernel when eps halves
 PLAN_SCALING_MAX = 200.0  # and of those turning the kernel into the plan: entries of K lost to
@@ -85,7 +85,7 @@ class MatrixCost:
         """lse_i <- log sum_j exp(h_j - C_ij / eps) = log (K w)_i - hF_i + top, w = exp(h - hG
         - top) (side 0; side 1 is the same with K^T). Lines where the mat-vec could lose terms to
         underflow (zero-weight ones among them: their kernel lines are 0) are redone in the log
-        domain; if there are many, False and lse untouched."""
+        domain; if there are many, or an overflow, False and lse untouched."""
         absorbed, other = (self.hG, self.hF) if side == 0 else (self.hF, self.hG)
         d = h - absorbed
         top = d.max()
@@ -93,7 +93,9 @@ class MatrixCost:
             return False
         w = np.exp(d - top)
         r = self.K @ w if side == 0 else w @ self.K
-        good = (r >= KERNEL_SUM_MIN) & (r <= 1.0 / KERNEL_SUM_MIN)  # NaN: not good
+        if not r.max() <= 1.0 / KERNEL_SUM_MIN:  # (or NaN) so that K stays <= 1e100, see above
+            return False
+        good = r >= KERNEL_SUM_MIN
         bad = np.flatnonzero(~good)
         if len(bad) > MAX_BAD_LINES * len(r):
             return False
