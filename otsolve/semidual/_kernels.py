@@ -222,26 +222,34 @@ def rounding_fix(C, a, b, f, g, log_b, reg, scale, log_scale, err_a, err_b, cols
 
 
 @njit(cache=True, parallel=True, fastmath=FAST, error_model="numpy")
-def sag_steps(C, w, g, log_b, b, reg, lr, idx, memory, d, buf):
+def sag_steps(C, w, g, log_b, b, reg, lr, idx, memory, d, seen, buf):
     """SAG with mini-batches: for each row k of idx, refresh the stored gradients
     memory[i] = b - softmax_i(g) of the sampled rows i, keep d = sum_i w_i memory[i] and step
-    g += lr * d. Rows of a batch are independent (prange); repeated rows are applied in order."""
+    g += lr * d / seen[n], seen[n] the weight of the rows seen so far (seen[i] = 1 once row i
+    is): the average of the gradients stored, not of zeros (Le Roux, Schmidt & Bach 2012, 4.3),
+    so that the first pass moves at full speed. Rows of a batch are independent (prange);
+    repeated rows are applied in order."""
     steps, batch = idx.shape
     m = g.shape[0]
+    n = w.shape[0]
     for k in range(steps):
         for s in prange(batch):
             row_softmax(C, idx[k, s], g, log_b, reg, buf[s])
         for s in range(batch):  # serial: O(batch m), one parallel region per step is enough
             i = idx[k, s]
             wi = w[i]
+            if seen[i] == 0.0:
+                seen[i] = 1.0
+                seen[n] += wi
             mem = memory[i]
             row = buf[s]
             for j in range(m):
                 new = b[j] - row[j]
                 d[j] += wi * (new - mem[j])
                 mem[j] = new
+        step = lr / seen[n]
         for j in range(m):
-            g[j] += lr * d[j]
+            g[j] += step * d[j]
 
 
 @njit(cache=True, fastmath=FAST, error_model="numpy")

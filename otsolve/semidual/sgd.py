@@ -249,14 +249,14 @@ class _NumThreads:
 def _run_sag(prob, reg, lr, tol, budget, check_every, bar):
     """SAG with a constant step (Genevay et al. 2016, alg. 1) on mini-batches."""
     lr = prob.sag_step(reg) if lr is None else lr
-    g, d = np.zeros(prob.m), np.zeros(prob.m)
+    g, d, seen = np.zeros(prob.m), np.zeros(prob.m), np.zeros(prob.n + 1)
     memory = np.zeros((prob.n, prob.m))
     steps, trace = 0, []
     while steps < budget:
         k = min(check_every, budget - steps)
         idx = prob.sample(k)
         prob.threads.run(lambda lo, hi: _kernels.sag_steps(prob.C, prob.w, g, prob.log_b, prob.b1, reg,
-                                                           lr, idx[lo:hi], memory, d, prob.buf), k)
+                                                           lr, idx[lo:hi], memory, d, seen, prob.buf), k)
         steps += k
         bar.update(k)
         value, f, col = prob.evaluate(g, reg)
@@ -276,7 +276,7 @@ def _run_sag_levels(prob, reg, lr, tol, budget, check_every, bar):
     steps, trace, level_start = 0, [], -np.inf
     while steps < budget:
         lr_level = prob.sag_step(level) if step is None else step * level
-        d, memory = np.zeros(prob.m), np.zeros((prob.n, prob.m))
+        d, memory, seen = np.zeros(prob.m), np.zeros((prob.n, prob.m)), np.zeros(prob.n + 1)
         for _ in range(max(1, LEVEL_EPOCHS * prob.epoch // check_every)):
             k = min(check_every, budget - steps)
             if k <= 0:
@@ -284,7 +284,7 @@ def _run_sag_levels(prob, reg, lr, tol, budget, check_every, bar):
             idx = prob.sample(k)
             prob.threads.run(lambda lo, hi: _kernels.sag_steps(prob.C, prob.w, g, prob.log_b, prob.b1,
                                                                level, lr_level, idx[lo:hi], memory, d,
-                                                               prob.buf), k)
+                                                               seen, prob.buf), k)
             steps += k
             bar.update(k)
             value, _, _ = prob.evaluate(g, 0.0)
