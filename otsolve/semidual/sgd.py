@@ -88,6 +88,9 @@ def semidual_sgd(C, a=None, b=None, *, reg=0.0, method="sag", n_iter=None, max_i
         bound of the entropic, or for reg = 0 the exact, optimal cost), ``value_linear`` =
         <C, P> of the implied plan P, ``marginal_error`` of P, ``duality_gap`` (certified upper
         bound minus ``value``), ``trace`` (the objective at every check), ``status``.
+        ``value_linear``, ``max_dual_violation`` and ``duality_gap`` (about two passes over C
+        unless the run certified its last g) are computed when first read, from the C passed
+        in: do not change C in place before reading them.
 
     References
     ----------
@@ -364,18 +367,46 @@ def _result(prob, g, reg, steps, trace, converged, budget, return_plan):
     known, evaluation = prob.last
     same = known is not None and np.array_equal(known, g)  # the runner's last check, at this g
     value, f, col = evaluation if same else prob.evaluate(g, reg)
-    known, bound = prob.bound
-    upper, linear, worst = bound if same and np.array_equal(known, g) else prob.upper_bound(g, reg, f, col)
     plan = None
     if return_plan:
         plan = np.empty((prob.n, prob.m))
         with prob.threads.using():
             _kernels.implied_plan(prob.C, prob.a, g, prob.log_b, reg, plan)
     status, message = run_status(converged, math.isfinite(value) and bool(np.isfinite(g).all()), budget)
-    return OTResult(value=value, value_linear=linear, plan=plan, f=f, g=g, status=status,
-                    n_iter=steps, marginal_error=float(np.abs(col - prob.b).sum()),
-                    max_dual_violation=max(worst, 0.0), dual_value=value,
-                    duality_gap=upper - value, message=message, trace=np.asarray(trace, float))
+    res = _Result(value=value, value_linear=math.nan, plan=plan, f=f, g=g, status=status, n_iter=steps,
+                  marginal_error=float(np.abs(col - prob.b).sum()), dual_value=value, message=message,
+                  trace=np.asarray(trace, float))
+    known, bound = prob.bound
+    if same and known is not None and np.array_equal(known, g):  # certified at this g by the run
+        res._set_certificate(value, *bound)
+    else:  # copies: the caller may change res.f, res.g before reading the certificate
+        f_, g_, col_ = f.copy(), g.copy(), col.copy()
+        object.__setattr__(res, "_pending", lambda: prob.upper_bound(g_, reg, f_, col_))
+    return res
+
+
+class _Result(OTResult):
+    """OTResult whose certificate (value_linear, max_dual_violation, duality_gap) is computed on
+    first access, with the same values: rounding the implied plan costs about two passes over C,
+    more than the SGD itself on a short run, and a caller may only want g and the value."""
+
+    CERTIFICATE = ("value_linear", "max_dual_violation", "duality_gap")
+
+    def __getattribute__(self, name):
+        if name in _Result.CERTIFICATE:
+            pending = object.__getattribute__(self, "__dict__").get("_pending")
+            if pending is not None:
+                self._set_certificate(self.value, *pending())
+        return object.__getattribute__(self, name)
+
+    def _set_certificate(self, value, upper, linear, worst):
+        for name, v in zip(_Result.CERTIFICATE, (linear, max(worst, 0.0), upper - value)):
+            object.__setattr__(self, name, v)
+        self.__dict__.pop("_pending", None)
+
+    def __getstate__(self):  # pickle and copy: computed, without the closure
+        self.duality_gap
+        return dict(self.__dict__)
 
 
 def _budget(n_iter, max_iter, default):
