@@ -89,8 +89,7 @@ def semidual_sgd(C, a=None, b=None, *, reg=0.0, method="sag", n_iter=None, max_i
         <C, P> of the implied plan P, ``marginal_error`` of P, ``duality_gap`` (certified upper
         bound minus ``value``), ``trace`` (the objective at every check), ``status``.
         ``value_linear``, ``max_dual_violation`` and ``duality_gap`` (about two passes over C
-        unless the run certified its last g) are computed when first read, from the C passed
-        in: do not change C in place before reading them.
+        unless the run certified its last g) are computed when first read.
 
     References
     ----------
