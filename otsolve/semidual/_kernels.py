@@ -72,19 +72,37 @@ def _log(x):
 
 
 @njit(cache=True, inline="always")
-def _fill_softmax(out):
-    """out <- softmax(out); returns the log-sum-exp of the input (shifted by its max)."""
-    m = out.shape[0]
-    top = -np.inf
-    for j in range(m):
-        top = max(top, out[j])
+def _max(x):
+    """max of x, by four running maxima: a single one waits on each comparison (3x slower)."""
+    m = x.shape[0]
+    t0 = t1 = t2 = t3 = -np.inf
+    j = 0
+    while j + 4 <= m:
+        t0, t1, t2, t3 = max(t0, x[j]), max(t1, x[j + 1]), max(t2, x[j + 2]), max(t3, x[j + 3])
+        j += 4
+    for k in range(j, m):
+        t0 = max(t0, x[k])
+    return max(max(t0, t1), max(t2, t3))
+
+
+@njit(cache=True, inline="always")
+def _fill_exp(out):
+    """out <- exp(out - max(out)); returns the max and the sum of the new out."""
+    top = _max(out)
     s = 0.0
-    for j in range(m):
+    for j in range(out.shape[0]):
         e = _exp(out[j] - top)
         out[j] = e
         s += e
+    return top, s
+
+
+@njit(cache=True, inline="always")
+def _fill_softmax(out):
+    """out <- softmax(out); returns the log-sum-exp of the input (shifted by its max)."""
+    top, s = _fill_exp(out)
     inv = 1.0 / s
-    for j in range(m):
+    for j in range(out.shape[0]):
         out[j] *= inv
     return top + math.log(s)
 
@@ -141,8 +159,15 @@ def evaluate(C, a, g, log_b, reg, f, colsum):
         acc = colsum[t]
         acc[:] = 0.0
         for i in range(t * n // chunks, (t + 1) * n // chunks):
-            f[i] = row_softmax(C, i, g, log_b, reg, buf)
-            w = a[i]
+            if reg == 0.0:
+                f[i] = row_softmax(C, i, g, log_b, reg, buf)
+                w = a[i]
+            else:  # row_softmax without its normalising pass, folded into the weight
+                for j in range(m):
+                    buf[j] = log_b[j] + (g[j] - C[i, j]) / reg
+                top, s = _fill_exp(buf)
+                f[i] = -reg * (top + math.log(s))
+                w = a[i] / s
             if w > 0.0:
                 for j in range(m):
                     acc[j] += w * buf[j]
