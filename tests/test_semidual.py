@@ -266,6 +266,25 @@ def test_certificate_is_the_rounded_plan_and_survives_changes(method, reg):
     assert again.duality_gap == res.duality_gap and "_pending" not in again.__dict__
 
 
+def test_asgd_passes_sample_each_row_once_or_by_weight():
+    """ASGD's rows come by passes: with uniform weights every pass is a permutation of the rows;
+    otherwise the frequencies follow a (chi-square-free check: 5 standard deviations)."""
+    from otsolve.semidual.sgd import _Problem
+    n, batch = 30, 7
+    uniform = _Problem(np.zeros((n, 4)), np.full(n, 1 / n), np.full(4, 1 / 4), batch, 0)
+    idx = np.concatenate([uniform.sample_passes(k).ravel() for k in (3, 10, 17)])  # 210 = 7 passes
+    for p in range(7):
+        assert sorted(idx[p * n:(p + 1) * n]) == list(range(n))
+    a = np.random.default_rng(0).random(n)
+    a[3] = 0.0
+    a /= a.sum()
+    weighted = _Problem(np.zeros((n, 4)), a, np.full(4, 1 / 4), batch, 1)
+    counts = np.bincount(weighted.sample_passes(20000).ravel(), minlength=n)
+    total = 20000 * batch
+    assert counts[3] == 0
+    assert np.all(np.abs(counts - total * a) <= 5 * np.sqrt(total * a) + 1)
+
+
 # ---------------------------------------------------------------- validation
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(lr=0.0), ValueError, "lr"),
