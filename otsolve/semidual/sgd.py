@@ -235,7 +235,8 @@ class _Threads:
         """Call steps_of(lo, hi) for consecutive ranges covering range(k)."""
         lo = 0
         if not self.warm:
-            steps_of(0, 1)
+            with self.using():  # the remembered choice, if any: all threads may be slow here
+                steps_of(0, 1)
             self.warm, lo = True, 1
         while lo < k and self.choice is None:
             threads = min(self.spent, key=lambda t: self.spent[t][1])
