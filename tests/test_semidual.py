@@ -8,7 +8,7 @@ import ot
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.special import logsumexp, softmax
+from scipy.special import logsumexp, softmax, xlogy
 
 import otsolve
 from otsolve import ConvergenceWarning, Status
@@ -223,6 +223,66 @@ def test_inputs_not_mutated():
     y_copy = y.copy()
     otsolve.semidiscrete_sgd(lambda n, r: r.random((n, 1)), y, n_eval=1000, seed=0)
     np.testing.assert_array_equal(y, y_copy)
+
+
+def rounded_plan_objective(C, a, b, reg, g):
+    """Objective of the plan implied by g rounded onto the transport polytope (Altschuler, Weed &
+    Rigollet 2017, alg. 2 with exact rows), written directly in numpy: an upper bound of the optimum."""
+    P = a[:, None] * softmax(np.log(b)[None, :] + (g[None, :] - C) / reg, axis=1)
+    Q = P * np.minimum(1.0, b / P.sum(0))
+    err_a, err_b = np.maximum(a - Q.sum(1), 0.0), np.maximum(b - Q.sum(0), 0.0)  # >= 0 up to rounding
+    Q = Q + np.outer(err_a, err_b) / err_a.sum()
+    np.testing.assert_allclose(Q.sum(1), a, atol=1e-15)
+    np.testing.assert_allclose(Q.sum(0), b, atol=1e-15)
+    return float((Q * C).sum() + reg * xlogy(Q, Q / np.outer(a, b)).sum()), P
+
+
+@pytest.mark.parametrize("method", ["sag", "asgd"])
+@pytest.mark.parametrize("reg", [0.02, 0.5])
+def test_certificate_is_the_rounded_plan_and_survives_changes(method, reg):
+    """The certificate of a short run (computed on first access) is the numpy rounding at the
+    returned g, even after the caller overwrites res.g and res.f; pickling keeps it."""
+    import pickle
+    rng = np.random.default_rng(16)
+    n, m = 70, 50
+    C = rng.random((n, m))
+    a, b = rng.random(n) + 0.1, rng.random(m) + 0.1
+    a, b = a / a.sum(), b / b.sum()
+    with pytest.warns(ConvergenceWarning):
+        res = otsolve.semidual_sgd(C, a, b, reg=reg, method=method, n_iter=3, batch_size=5, seed=16)
+    g, f = res.g.copy(), res.f.copy()
+    upper, P = rounded_plan_objective(C, a, b, reg, g)
+    res.g[:] = 0.0
+    res.f[:] = 1.0
+    assert res.duality_gap == pytest.approx(upper - res.value, rel=1e-10, abs=1e-15)
+    assert res.duality_gap > 0  # a short run is not optimal
+    assert res.value_linear == pytest.approx((P * C).sum(), rel=1e-12)
+    assert res.max_dual_violation == pytest.approx(max(0.0, (f[:, None] + g - C).max()), abs=1e-15)
+    again = pickle.loads(pickle.dumps(res))
+    assert (again.duality_gap, again.value_linear, again.value) == (res.duality_gap, res.value_linear, res.value)
+    with pytest.warns(ConvergenceWarning):
+        fresh = otsolve.semidual_sgd(C, a, b, reg=reg, method=method, n_iter=3, batch_size=5, seed=16)
+    again = pickle.loads(pickle.dumps(fresh))  # pickled before any access
+    assert again.duality_gap == res.duality_gap and "_pending" not in again.__dict__
+
+
+def test_asgd_passes_sample_each_row_once_or_by_weight():
+    """ASGD's rows come by passes: with uniform weights every pass is a permutation of the rows;
+    otherwise the frequencies follow a (chi-square-free check: 5 standard deviations)."""
+    from otsolve.semidual.sgd import _Problem
+    n, batch = 30, 7
+    uniform = _Problem(np.zeros((n, 4)), np.full(n, 1 / n), np.full(4, 1 / 4), batch, 0)
+    idx = np.concatenate([uniform.sample_passes(k).ravel() for k in (3, 10, 17)])  # 210 = 7 passes
+    for p in range(7):
+        assert sorted(idx[p * n:(p + 1) * n]) == list(range(n))
+    a = np.random.default_rng(0).random(n)
+    a[3] = 0.0
+    a /= a.sum()
+    weighted = _Problem(np.zeros((n, 4)), a, np.full(4, 1 / 4), batch, 1)
+    counts = np.bincount(weighted.sample_passes(20000).ravel(), minlength=n)
+    total = 20000 * batch
+    assert counts[3] == 0
+    assert np.all(np.abs(counts - total * a) <= 5 * np.sqrt(total * a) + 1)
 
 
 # ---------------------------------------------------------------- validation
