@@ -7,68 +7,10 @@ zero-weight target, which then receives no mass). ``reg == 0`` selects the hard 
 import math
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba import njit, prange
 
 from .._costs import pair_cost
-
-# Loops may reorder sums and fuse multiply-adds (so that they vectorise), but keep inf and NaN:
-# log b_j = -inf marks a zero-weight target and a NaN must reach the finiteness checks.
-FAST = {"reassoc", "contract", "nsz", "arcp"}
-
-
-@intrinsic
-def _bits_as_float(typingctx, bits):
-    """Reinterpret the bits of an int64 as a float64."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-    return types.float64(types.int64), codegen
-
-
-@intrinsic
-def _float_bits(typingctx, x):
-    """The bits of a float64 as an int64."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-    return types.int64(types.float64), codegen
-
-
-@njit(cache=True, inline="always", fastmath=FAST, error_model="numpy")
-def _exp(x):
-    """exp(x) (relative error 2e-15 for |x| < 50, 3e-14 near 700) as 2**k * exp(r), |r| <= log(2) / 2, exp(r) by its Taylor series
-    to degree 13. Unlike libm's exp (Numba has no vector math library here) it vectorises: the
-    soft-min costs a third as much. Gives 0 below -708 (subnormals flushed) and NaN for NaN."""
-    y = -708.0 if x < -708.0 else (709.0 if x > 709.0 else x)  # NaN stays NaN
-    k = math.floor(y * 1.4426950408889634 + 0.5)   # round(y / log 2)
-    r = (y - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10  # log 2 in two parts
-    p = 1.0 / 6227020800.0
-    for d in (479001600.0, 39916800.0, 3628800.0, 362880.0, 40320.0, 5040.0, 720.0, 120.0, 24.0,
-              6.0, 2.0, 1.0, 1.0):
-        p = p * r + 1.0 / d
-    e = p * _bits_as_float((np.int64(k) + 1023) << 52)  # 2**k from its exponent bits
-    if x < -708.0:
-        return 0.0
-    return np.inf if x > 709.0 else e
-
-
-@njit(cache=True, inline="always", fastmath=FAST, error_model="numpy")
-def _log(x):
-    """log(x) (relative error ~1e-16) for x > 0, vectorisable like _exp: x = 2**e * u with
-    u in [sqrt(1/2), sqrt(2)), log u = 2 atanh(z), z = (u - 1) / (u + 1), |z| < 0.172, by its
-    series to z**21. Values below the smallest normal float count as it (log > the truth)."""
-    bits = _float_bits(max(x, 2.2250738585072014e-308))
-    e = (bits >> 52) - 1023
-    u = _bits_as_float((bits & 0xFFFFFFFFFFFFF) | 0x3FF0000000000000)  # mantissa, in [1, 2)
-    big = u > 1.4142135623730951
-    u = 0.5 * u if big else u
-    e = e + 1 if big else e
-    z = (u - 1.0) / (u + 1.0)
-    z2 = z * z
-    s = 1.0 / 21.0
-    for d in (19.0, 17.0, 15.0, 13.0, 11.0, 9.0, 7.0, 5.0, 3.0, 1.0):
-        s = s * z2 + 1.0 / d
-    return e * 0.6931471805599453 + 2.0 * z * s
+from .._fastmath import FAST, fast_exp as _exp, fast_log as _log
 
 
 @njit(cache=True, inline="always")
