@@ -167,7 +167,7 @@ class PointCost:
         self.dense = None
         if self.shape[0] * self.shape[1] <= DENSE_MAX_PAIRS:
             C = np.empty(self.shape)
-            _cost_matrix(x, y, code, p, C)  # the same costs, to the last bit, as the passes
+            _cost_matrix(x, y, code, p, C)  # the same costs (to rounding) as the passes
             self.dense = MatrixCost(C)
 
     def softmin(self, side, h, inv_reg, lse):
