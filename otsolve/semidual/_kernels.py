@@ -9,7 +9,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .._costs import pair_cost
+from .._costs import cost_row
 from .._fastmath import FAST, fast_exp as _exp, fast_log as _log
 
 
@@ -64,55 +64,54 @@ def _fill_argmin(out):
 
 
 @njit(cache=True, inline="always")
-def row_softmax(C, i, g, log_b, reg, out):
-    """out <- softmax_j(log b_j + (g_j - C_ij) / reg) (argmin indicator of C_ij - g_j when reg = 0);
-    returns the c-transform -reg * log sum_j b_j exp((g_j - C_ij) / reg) (min_j C_ij - g_j)."""
-    m = C.shape[1]
+def row_softmax(src, i, g, log_b, reg, out, cbuf):
+    """out <- softmax_j(log b_j + (g_j - C_ij) / reg) (argmin indicator of C_ij - g_j when reg = 0)
+    for row i of a cost source (a matrix, or point clouds (x, y, code, p) whose costs fill
+    ``cbuf``, see :func:`otsolve._costs.cost_row`); returns the c-transform
+    -reg * log sum_j b_j exp((g_j - C_ij) / reg) (min_j C_ij - g_j)."""
+    c = cost_row(src, i, cbuf)
+    m = out.shape[0]
     if reg == 0.0:
         for j in range(m):
-            out[j] = C[i, j] - g[j] if log_b[j] > -np.inf else np.inf
+            out[j] = c[j] - g[j] if log_b[j] > -np.inf else np.inf
         return _fill_argmin(out)
     for j in range(m):
-        out[j] = log_b[j] + (g[j] - C[i, j]) / reg
-    return -reg * _fill_softmax(out)
-
-
-@njit(cache=True, inline="always")
-def point_softmax(x, i, y, code, p, g, log_b, reg, out):
-    """row_softmax for the row of cost pair_cost(x, i, y, j) computed on the fly."""
-    m = y.shape[0]
-    if reg == 0.0:
-        for j in range(m):
-            out[j] = pair_cost(x, i, y, j, code, p) - g[j] if log_b[j] > -np.inf else np.inf
-        return _fill_argmin(out)
-    for j in range(m):
-        out[j] = log_b[j] + (g[j] - pair_cost(x, i, y, j, code, p)) / reg
+        out[j] = log_b[j] + (g[j] - c[j]) / reg
     return -reg * _fill_softmax(out)
 
 
 @njit(cache=True, parallel=True, fastmath=FAST, error_model="numpy")
-def evaluate(C, a, g, log_b, reg, f, colsum):
-    """f_i <- c-transform of g at row i; colsum (t, m) <- per-chunk sums of a_i softmax_i, so that
-    colsum.sum(0) is the second marginal of the implied plan P_ij = a_i softmax_ij."""
-    n, m = C.shape
+def evaluate(src, n, a, g, log_b, reg, f, colsum, linear):
+    """f_i <- c-transform of g at row i of a cost source (see row_softmax); colsum (t, m) <-
+    per-chunk sums of a_i softmax_i, so that colsum.sum(0) is the second marginal of the implied
+    plan P_ij = a_i softmax_ij; linear_i <- sum_j P_ij C_ij unless ``linear`` is empty."""
+    m = g.shape[0]
     chunks = colsum.shape[0]
+    with_linear = linear.shape[0] > 0
     for t in prange(chunks):
-        buf = np.empty(m)
+        buf, cbuf = np.empty(m), np.empty(m)
         acc = colsum[t]
         acc[:] = 0.0
         for i in range(t * n // chunks, (t + 1) * n // chunks):
             if reg == 0.0:
-                f[i] = row_softmax(C, i, g, log_b, reg, buf)
+                f[i] = row_softmax(src, i, g, log_b, reg, buf, cbuf)
                 w = a[i]
             else:  # row_softmax without its normalising pass, folded into the weight
+                c = cost_row(src, i, cbuf)
                 for j in range(m):
-                    buf[j] = log_b[j] + (g[j] - C[i, j]) / reg
+                    buf[j] = log_b[j] + (g[j] - c[j]) / reg
                 top, s = _fill_exp(buf)
                 f[i] = -reg * (top + math.log(s))
                 w = a[i] / s
             if w > 0.0:
                 for j in range(m):
                     acc[j] += w * buf[j]
+            if with_linear:
+                c = cost_row(src, i, cbuf)
+                lin = 0.0
+                for j in range(m):
+                    lin += buf[j] * c[j]
+                linear[i] = w * lin
 
 
 @njit(cache=True, parallel=True, fastmath=FAST, error_model="numpy")
@@ -120,7 +119,7 @@ def implied_plan(C, a, g, log_b, reg, P):
     """P_ij = a_i softmax_j(log b_j + (g_j - C_ij) / reg) (argmin assignment when reg = 0)."""
     n = C.shape[0]
     for i in prange(n):
-        row_softmax(C, i, g, log_b, reg, P[i])
+        row_softmax(C, i, g, log_b, reg, P[i], P[i, :0])
         for j in range(C.shape[1]):
             P[i, j] *= a[i]
 
@@ -139,7 +138,7 @@ def rounding_rows(C, a, f, g, log_b, reg, scale, log_scale, rows, closed, linear
         r, cl, lin, top = 0.0, 0.0, 0.0, -np.inf
         if reg == 0.0:
             buf = np.empty(m)
-            row_softmax(C, i, g, log_b, reg, buf)
+            row_softmax(C, i, g, log_b, reg, buf, buf[:0])
             for j in range(m):
                 c = C[i, j]
                 r += buf[j] * scale[j]
@@ -201,7 +200,7 @@ def sag_steps(C, w, g, log_b, b, reg, lr, idx, memory, d, seen, buf):
     n = w.shape[0]
     for k in range(steps):
         for s in prange(batch):
-            row_softmax(C, idx[k, s], g, log_b, reg, buf[s])
+            row_softmax(C, idx[k, s], g, log_b, reg, buf[s], buf[s, :0])
         for s in range(batch):  # serial: O(batch m), one parallel region per step is enough
             i = idx[k, s]
             wi = w[i]
@@ -233,47 +232,15 @@ def _asgd_update(g, g_avg, b, buf, step, k):
 
 
 @njit(cache=True, parallel=True, fastmath=FAST, error_model="numpy")
-def asgd_steps(C, g, g_avg, log_b, b, reg, lr, k0, idx, buf):
-    """Averaged SGD: g += lr / sqrt(k) * (b - mean of the batch's softmax rows), and the running
-    average g_avg of the iterates (k counts steps from k0 + 1)."""
+def asgd_steps(src, g, g_avg, log_b, b, reg, lr, k0, idx, buf):
+    """Averaged SGD: g += lr / sqrt(k) * (b - mean of the softmax rows idx[k] of a cost source),
+    and the running average g_avg of the iterates (k counts steps from k0 + 1). Semi-discrete:
+    the source holds the drawn samples, idx numbers them."""
     steps, batch = idx.shape
+    cbuf = np.empty(buf.shape)
     for k in range(steps):
         for s in prange(batch):
-            row_softmax(C, idx[k, s], g, log_b, reg, buf[s])
-        kk = k0 + k + 1
-        step = lr / math.sqrt(kk)
-        _asgd_update(g, g_avg, b, buf, step, kk)
-
-
-@njit(cache=True, parallel=True, fastmath=FAST, error_model="numpy")
-def evaluate_points(x, y, code, p, a, g, log_b, reg, f, linear, colsum):
-    """evaluate for costs pair_cost(x_i, y_j) computed on the fly; also linear_i = sum_j P_ij c_ij."""
-    n, m = x.shape[0], y.shape[0]
-    chunks = colsum.shape[0]
-    for t in prange(chunks):
-        buf = np.empty(m)
-        acc = colsum[t]
-        acc[:] = 0.0
-        for i in range(t * n // chunks, (t + 1) * n // chunks):
-            f[i] = point_softmax(x, i, y, code, p, g, log_b, reg, buf)
-            w = a[i]
-            lin = 0.0
-            for j in range(m):
-                acc[j] += w * buf[j]
-                if buf[j] > 0.0:
-                    lin += buf[j] * pair_cost(x, i, y, j, code, p)
-            linear[i] = w * lin
-
-
-@njit(cache=True, parallel=True, fastmath=FAST, error_model="numpy")
-def asgd_points(x, y, code, p, g, g_avg, log_b, b, reg, lr, k0, buf):
-    """One semi-discrete ASGD step per batch of samples x (steps, batch, d): as asgd_steps with
-    the costs computed from the samples."""
-    steps, batch = x.shape[0], x.shape[1]
-    for k in range(steps):
-        xk = x[k]
-        for s in prange(batch):
-            point_softmax(xk, s, y, code, p, g, log_b, reg, buf[s])
+            row_softmax(src, idx[k, s], g, log_b, reg, buf[s], cbuf[s])
         kk = k0 + k + 1
         step = lr / math.sqrt(kk)
         _asgd_update(g, g_avg, b, buf, step, kk)

@@ -99,9 +99,10 @@ def semidiscrete_sgd(sample_source, y, b=None, *, reg=0.0, n_iter=None, max_iter
     with _progress_bar(budget, progress) as bar:
         while steps < budget and not converged:
             k = min(check_every, budget - steps)
-            x = _draw(sample_source, k * batch_size, rng, dim).reshape(k, batch_size, dim)
-            state.threads.run(lambda lo, hi: _kernels.asgd_points(x[lo:hi], y, code, p, g, g_avg, state.log_b,
-                                                                  b1, reg, lr, steps + lo, buf), k)
+            samples = (_draw(sample_source, k * batch_size, rng, dim), y, code, p)  # a cost source
+            idx = np.arange(k * batch_size).reshape(k, batch_size)
+            state.threads.run(lambda lo, hi: _kernels.asgd_steps(samples, g, g_avg, state.log_b, b1, reg, lr,
+                                                                 steps + lo, idx[lo:hi], buf), k)
             steps += k
             bar.update(k)
             trace.append(state.evaluate(g_avg)[0])
@@ -126,8 +127,8 @@ class _State:
         n, m = self.x.shape[0], self.y.shape[0]
         f, linear, colsum = np.empty(n), np.empty(n), np.empty((self.chunks, m))
         with self.threads.using():
-            _kernels.evaluate_points(self.x, self.y, self.code, self.p, self.a, g, self.log_b, self.reg,
-                                     f, linear, colsum)
+            _kernels.evaluate((self.x, self.y, self.code, self.p), n, self.a, g, self.log_b, self.reg,
+                              f, colsum, linear)
         return float(self.a @ f + self.b @ g), f, colsum.sum(axis=0), float(linear.sum())
 
     def denominator(self, value):

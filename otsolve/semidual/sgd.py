@@ -13,6 +13,7 @@ from .._validation import check_choice, check_count, check_positive, check_probl
 from . import _kernels
 
 METHODS = ("sag", "asgd")
+NO_LINEAR = np.empty(0)  # evaluate: <C, P> per row not wanted
 DEFAULT_BATCH = 64     # SAG rows per step: enough work per parallel region to hide its start-up cost
 ASGD_BATCH = 8         # ASGD: its steps shrink as 1/sqrt(k), so more, smaller steps per pass go
                        # further: 2-3x fewer passes to 1e-3 than with 64 (n = 1000, reg 1e-2 and 1e-1)
@@ -164,7 +165,7 @@ class _Problem:
         """Exact semi-dual value, the c-transform f and the column sums of the implied plan."""
         f, colsum = np.empty(self.n), np.empty((self.chunks, self.m))
         with self.threads.using():
-            _kernels.evaluate(self.C, self.a, g, self.log_b, reg, f, colsum)
+            _kernels.evaluate(self.C, self.n, self.a, g, self.log_b, reg, f, colsum, NO_LINEAR)
         return float(self.a @ f + self.b @ g), f, colsum.sum(axis=0)
 
     def upper_bound(self, g, reg, f, col):
