@@ -200,6 +200,33 @@ def test_kernel_scaling_matches_the_log_domain(case, monkeypatch):
         np.testing.assert_allclose(ours[w > 0], ref[w > 0], rtol=0, atol=1e-7 * reg)
 
 
+@pytest.mark.parametrize("case", ["outlier", "zero_weight_row"])
+def test_kernel_stays_exact_over_many_annealing_levels(case):
+    """A huge cost makes scale / reg ~ 1e9 (30 halvings of eps): squaring the kept kernel at every
+    level would double its rounding error 30 times. The plan must still match POT's log-domain
+    Sinkhorn, and its marginals (recomputed here) the tolerance."""
+    rng = np.random.default_rng(21)
+    x, y = rng.random((60, 2)), rng.random((50, 2))
+    C = ot.dist(x, y)
+    a, b = np.full(60, 1 / 60), np.full(50, 1 / 50)
+    if case == "outlier":
+        C[0, 0], reg = 1e6, 1e-3
+    else:
+        a[::3], b[::4] = 0.0, 0.0
+        a, b = a / a.sum(), b / b.sum()
+        C[0], reg = np.linspace(0, 1e6, 50), 1e-2
+    res = otsolve.sinkhorn(C, a, b, reg=reg, tol=1e-11, max_iter=100_000)
+    assert res.success
+    rows, cols = np.flatnonzero(a), np.flatnonzero(b)
+    implied = np.zeros_like(C)  # from f, g on the support (zero weights: 0 * exp(big) there)
+    implied[np.ix_(rows, cols)] = plan_from_potentials(res.f[rows], res.g[cols], C[np.ix_(rows, cols)],
+                                                       a[rows], b[cols], reg)
+    for P in (res.plan, implied):
+        assert max(np.abs(P.sum(1) - a).sum(), np.abs(P.sum(0) - b).sum()) <= 1e-10
+    P = pot_log_plan(a[rows], b[cols], C[np.ix_(rows, cols)], reg)
+    np.testing.assert_allclose(res.plan[np.ix_(rows, cols)], P, rtol=0, atol=1e-10 * P.max())
+
+
 def test_skewed_weights_match_pot():
     """Weights over 12 orders of magnitude: same plan as POT's log-domain Sinkhorn."""
     rng = np.random.default_rng(12)
@@ -213,8 +240,8 @@ def test_skewed_weights_match_pot():
 
 
 def test_kernel_is_kept_at_moderate_reg(monkeypatch):
-    """Speed path in use: at reg = 1e-2 one log-domain pass builds the kernel at the first eps,
-    the rest are mat-vecs and squarings (eps halves exactly down to reg)."""
+    """Speed path in use: at reg = 1e-2 a log-domain pass builds the kernel at the first eps and
+    one rebuilds it at the last (a step by less than half), the rest are mat-vecs and squarings."""
     kernels = importlib.import_module("otsolve.sinkhorn._kernels")
     rebuilds = []
     for name in ("softmin_rows", "softmin_cols"):
@@ -223,11 +250,11 @@ def test_kernel_is_kept_at_moderate_reg(monkeypatch):
             args[-1].shape[0] > 0) or _f(*args))
     _, _, a, b, C = _problem(n=60, m=40, seed=13)
     res = otsolve.sinkhorn(C, a, b, reg=1e-2, tol=1e-10)
-    assert res.success and res.n_iter > 10 and rebuilds == [True]
+    assert res.success and res.n_iter > 10 and rebuilds == [True, True]
     rebuilds.clear()  # zero weights: zero kernel lines, redone alone in the log domain
     a[3], b[[0, 7]] = 0.0, 0.0
     res = otsolve.sinkhorn(C, a / a.sum(), b / b.sum(), reg=1e-2, tol=1e-10)
-    assert res.success and sum(rebuilds) == 1 and len(rebuilds) > res.n_iter - 10
+    assert res.success and sum(rebuilds) == 2 and len(rebuilds) > res.n_iter - 10
 
 
 def test_relaxation_backs_off_when_the_plan_loses_its_mass():

@@ -37,6 +37,8 @@ KERNEL_SUM_MIN = 1e-100   # a mat-vec entry above 1 / KERNEL_SUM_MIN rebuilds th
                           # terms lost to underflow are then below 1e-108 of every sum
 MAX_BAD_LINES = 0.25      # above this fraction of such lines the kernel is rebuilt instead
 SCALING_MAX = 600.0       # largest |log| of a scaling absorbed into the kernel when eps halves
+MAX_SQUARINGS = 6         # a squaring doubles the relative error of K: after this many in a row it
+                          # is rebuilt instead (K then stays within ~200 ulp of exact)
 PLAN_SCALING_MAX = 200.0  # and of those turning the kernel into the plan: entries of K lost to
                           # underflow are then < 1e-134 a_i b_j in the plan
 DENSE_MAX_PAIRS = 2**22   # point clouds with at most this many pairs are solved on a dense matrix
@@ -49,7 +51,7 @@ class MatrixCost:
     mat-vec with K instead of n m exponentials. A log-domain pass rebuilds K, normalised so that
     its rows (or columns) sum to one, whenever a mat-vec would not be exact to rounding (the
     potentials drifted too far from hF, hG, or eps changed); when eps halves K is squared
-    instead. The log-domain column pass runs over blocks of columns, streaming over the rows, so
+    instead, at most MAX_SQUARINGS times in a row. The log-domain column pass runs over blocks of columns, streaming over the rows, so
     no transposed copy of C is needed."""
 
     def __init__(self, C):
@@ -58,11 +60,12 @@ class MatrixCost:
         self.scale = float(C.max() - C.min())
         self.K = np.empty(C.shape) if C.size <= KERNEL_MAX_PAIRS else None
         self.inv_reg = 0.0  # 1 / eps of K; 0 while it holds nothing usable
+        self.squarings = 0  # since K was last built by a log-domain pass
         self.hF, self.hG = np.zeros(C.shape[0]), np.zeros(C.shape[1])
 
     def softmin(self, side, h, inv_reg, lse):
         if self.K is not None:
-            if inv_reg == 2.0 * self.inv_reg:
+            if inv_reg == 2.0 * self.inv_reg and self.squarings < MAX_SQUARINGS:
                 self._square(side, h, lse)
             if inv_reg == self.inv_reg and self._scaled_softmin(side, h, lse):
                 return
@@ -79,7 +82,7 @@ class MatrixCost:
         zero weights (h = -inf) have zero kernel lines, their potential is recorded as 0."""
         h, h_other = (np.where(np.isfinite(z), z, 0.0) for z in (h, h_other))
         self.hF, self.hG = (h_other, h) if side == 0 else (h, h_other)
-        self.inv_reg = inv_reg
+        self.inv_reg, self.squarings = inv_reg, 0
 
     def _scaled_softmin(self, side, h, lse):
         """lse_i <- log sum_j exp(h_j - C_ij / eps) = log (K w)_i - hF_i + top, w = exp(h - hG
@@ -127,6 +130,7 @@ class MatrixCost:
             return
         _kernels.square_scaled(self.K, np.exp(log_u), np.exp(log_v))
         self.hF, self.hG, self.inv_reg = new_F, new_G, inv_reg
+        self.squarings += 1
 
     def plan_stats(self, f, g, log_a, log_b, inv_reg, want_plan=True):
         """The plan (dense), per-row statistics and the column sums of the plan; the plan is the

@@ -38,12 +38,12 @@ def _check_options(reg, tol, max_iter, eps_scaling, reg_m):
 
 def _schedule(scale, reg, eps_scaling):
     """Geometric annealing of reg from the cost scale down to the target (Schmitzer 2019):
-    reg * 2^k for k = K, ..., 0, the first >= scale, so that eps halves exactly from one level to
-    the next (a kept Gibbs kernel is then squared, not recomputed)."""
+    scale * 2^-k, then reg. eps halves exactly between annealing levels (a kept Gibbs kernel is
+    then squared, not recomputed); the last step, by a factor in (1, 2], rebuilds it exactly."""
     if not eps_scaling or scale <= reg:
         return [reg]
     levels = int(math.ceil(math.log2(scale / reg)))
-    return [reg * 2.0 ** k for k in range(levels, -1, -1)]
+    return [scale * 0.5 ** k for k in range(levels)] + [reg]
 
 
 def _log(w):
@@ -267,8 +267,7 @@ def sinkhorn(C, a=None, b=None, *, reg, tol=1e-9, max_iter=DEFAULT_MAX_ITER, eps
     max_iter : int, default 10000
         Iterations (one f and one g update each), annealing levels included.
     eps_scaling : bool, default True
-        Anneal reg geometrically (factor 1/2 per iteration) from the first reg * 2^k above
-        ``max(C) - min(C)``.
+        Anneal reg geometrically (factor 1/2 per iteration) from ``max(C) - min(C)``.
     reg_m : float, optional
         Marginal relaxation :math:`\rho`; None or inf gives balanced OT.
 
