@@ -125,6 +125,7 @@ def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
     schedule = _schedule(cost.scale, reg, eps_scaling)
     relax = _Relaxation(float(a.sum()))
     n_iter, err = 0, math.inf
+    best = (math.inf, f, g)  # the pair of least error at the final reg (f, g are never mutated)
     for level, eps in enumerate(schedule):
         final = level == len(schedule) - 1
         k = 1.0 if math.isinf(reg_m) else reg_m / (reg_m + eps)
@@ -132,6 +133,7 @@ def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
             _softmin(cost, 0, g, log_b, eps, T_f)
             if final:
                 err = _row_error(a, f, T_f, eps, reg_m)
+                best = min(best, (err, f, g), key=lambda t: t[0])
                 if err <= tol and relax.omega == 1.0:  # (f, g) meets tol, its columns are exact
                     break
                 if err <= tol:
@@ -149,6 +151,8 @@ def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
             n_iter += 1
             if not final:
                 break
+    if not err <= tol and best[0] < err:  # stopped by max_iter: the best pair, not the last
+        err, f, g = best
     return f, g, n_iter, err <= tol
 
 
