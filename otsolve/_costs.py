@@ -76,12 +76,24 @@ def cost_matrix(x, y, *, p=2, metric="euclidean") -> np.ndarray:
     return out
 
 
+def point_source(x, y, code, p):
+    """The on-the-fly cost source of two validated clouds for the kernels below: ``(x, y, yT,
+    code, p)``, with y also transposed (d, m) so that a run of costs vectorises."""
+    return (x, y, np.ascontiguousarray(y.T), code, p)
+
+
+def cost_source(x, y, metric, p):
+    """:func:`point_source` for a metric name and exponent."""
+    code, p = cost_code(metric, p)
+    return point_source(x, y, code, p)
+
+
 def cost_at(src, i, j):
-    """C_ij of a cost source inside a kernel: a dense (n, m) matrix, or a tuple
-    ``(x, y, code, p)`` whose costs are computed on the fly (O(n + m) memory)."""
+    """C_ij of a cost source inside a kernel: a dense (n, m) matrix, or a point source
+    (:func:`point_source`) whose costs are computed on the fly (O(n + m) memory)."""
     if isinstance(src, np.ndarray):
         return src[i, j]
-    x, y, code, p = src
+    x, y, _, code, p = src
     return pair_cost.py_func(x, i, y, j, code, p)
 
 
@@ -89,51 +101,57 @@ def cost_at(src, i, j):
 def _cost_at_impl(src, i, j):
     if isinstance(src, types.Array):
         return lambda src, i, j: src[i, j]
-    return lambda src, i, j: pair_cost(src[0], i, src[1], j, src[2], src[3])
+    return lambda src, i, j: pair_cost(src[0], i, src[1], j, src[3], src[4])
 
 
-def cost_source(x, y, metric, p):
-    """The on-the-fly cost source ``(x, y, code, p)`` of :func:`cost_at` for validated clouds."""
-    code, p = cost_code(metric, p)
-    return (x, y, code, p)
+@njit(cache=True, inline="always")
+def point_costs(x, i, yT, j0, k, code, p, buf):
+    """buf[:k] = metric(x_i, y_j) ** p for j = j0 .. j0 + k - 1, from the transposed cloud yT:
+    the sums of :func:`pair_cost` in the same order (the same costs), with the coordinate loop
+    outside and the metric's branches hoisted, so that the loop over j vectorises."""
+    out = buf[:k]
+    out[:] = 0.0
+    for dim in range(x.shape[1]):
+        xi, row = x[i, dim], yT[dim, j0:j0 + k]
+        if code == CITYBLOCK_POW:
+            for jj in range(k):
+                out[jj] += abs(xi - row[jj])
+        else:
+            for jj in range(k):
+                t = xi - row[jj]
+                out[jj] += t * t
+    if code == EUCLIDEAN_POW:
+        for jj in range(k):
+            out[jj] = math.sqrt(out[jj])
+    if code != SQEUCLIDEAN and p != 1.0:
+        for jj in range(k):
+            out[jj] = out[jj] ** p
+    return out
+
+
+def cost_chunk(src, i, j0, k, buf):
+    """C[i, j0:j0 + k] of a cost source (see :func:`cost_at`): a view of a dense matrix, or
+    ``buf`` filled on the fly (:func:`point_costs`)."""
+    if isinstance(src, np.ndarray):
+        return src[i, j0:j0 + k]
+    x, _, yT, code, p = src
+    return point_costs.py_func(x, i, yT, j0, k, code, p, buf)
+
+
+@overload(cost_chunk)
+def _cost_chunk_impl(src, i, j0, k, buf):
+    if isinstance(src, types.Array):
+        return lambda src, i, j0, k, buf: src[i, j0:j0 + k]
+    return lambda src, i, j0, k, buf: point_costs(src[0], i, src[2], j0, k, src[3], src[4], buf)
 
 
 def cost_row(src, i, buf):
-    """Row i of the cost of a source (see :func:`cost_at`): a view of a dense matrix, or
-    ``buf`` (length m) filled on the fly, with the metric's branch hoisted out of the loop."""
-    if isinstance(src, np.ndarray):
-        return src[i]
-    for j in range(buf.shape[0]):
-        buf[j] = cost_at(src, i, j)
-    return buf
+    """Row i of a cost source: :func:`cost_chunk` over all m columns (``buf`` has length m)."""
+    return cost_chunk(src, i, 0, buf.shape[0], buf)
 
 
 @overload(cost_row)
 def _cost_row_impl(src, i, buf):
     if isinstance(src, types.Array):
         return lambda src, i, buf: src[i]
-
-    def fill(src, i, buf):
-        x, y, code, p = src
-        d = x.shape[1]
-        if code == CITYBLOCK_POW:
-            for j in range(buf.shape[0]):
-                s = 0.0
-                for k in range(d):
-                    s += abs(x[i, k] - y[j, k])
-                buf[j] = s
-        else:
-            for j in range(buf.shape[0]):
-                s = 0.0
-                for k in range(d):
-                    t = x[i, k] - y[j, k]
-                    s += t * t
-                buf[j] = s
-        if code == EUCLIDEAN_POW:
-            for j in range(buf.shape[0]):
-                buf[j] = math.sqrt(buf[j])
-        if code != SQEUCLIDEAN and p != 1.0:
-            for j in range(buf.shape[0]):
-                buf[j] = buf[j] ** p
-        return buf
-    return fill
+    return lambda src, i, buf: cost_chunk(src, i, 0, buf.shape[0], buf)

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import scipy.sparse
 
-from .._costs import cost_source
+from .._costs import cost_source, point_source
 from .._result import ConvergenceWarning, OTResult, Status
 from .._validation import (as_float_array, check_balanced, check_count, check_finite, check_problem,
                            check_weights)
@@ -189,8 +189,8 @@ def _block_rows(n, m):
 def _subproblem(src, rows, cols):
     if isinstance(src, np.ndarray):
         return src[np.ix_(rows, cols)]
-    x, y, code, p = src
-    return (x[rows], y[cols], code, p)
+    x, y, _, code, p = src
+    return point_source(x[rows], y[cols], code, p)
 
 
 def _solve(src, shape, a, b, orders, max_iter, warm=None):

@@ -6,7 +6,7 @@ import math
 import numba
 import numpy as np
 
-from .._costs import _cost_matrix, cost_code
+from .._costs import _cost_matrix, cost_code, point_source
 from .._result import OTResult
 from .._validation import as_float_array, check_count, check_points, check_positive, check_weights
 from . import _kernels
@@ -99,7 +99,7 @@ def semidiscrete_sgd(sample_source, y, b=None, *, reg=0.0, n_iter=None, max_iter
     with _progress_bar(budget, progress) as bar:
         while steps < budget and not converged:
             k = min(check_every, budget - steps)
-            samples = (_draw(sample_source, k * batch_size, rng, dim), y, code, p)  # a cost source
+            samples = point_source(_draw(sample_source, k * batch_size, rng, dim), y, code, p)
             idx = np.arange(k * batch_size).reshape(k, batch_size)
             state.threads.run(lambda lo, hi: _kernels.asgd_steps(samples, g, g_avg, state.log_b, b1, reg, lr,
                                                                  steps + lo, idx[lo:hi], buf), k)
@@ -114,7 +114,8 @@ class _State:
     """The evaluation samples and the exact (on them) semi-dual evaluation."""
 
     def __init__(self, x_eval, y, b, code, p, reg):
-        self.x, self.y, self.b, self.code, self.p, self.reg = x_eval, y, b, code, p, reg
+        self.x, self.y, self.b, self.reg = x_eval, y, b, reg
+        self.source = point_source(x_eval, y, code, p)
         self.mass = float(b.sum())
         self.a = np.full(x_eval.shape[0], self.mass / x_eval.shape[0])
         with np.errstate(divide="ignore"):
@@ -127,8 +128,7 @@ class _State:
         n, m = self.x.shape[0], self.y.shape[0]
         f, linear, colsum = np.empty(n), np.empty(n), np.empty((self.chunks, m))
         with self.threads.using():
-            _kernels.evaluate((self.x, self.y, self.code, self.p), n, self.a, g, self.log_b, self.reg,
-                              f, colsum, linear)
+            _kernels.evaluate(self.source, n, self.a, g, self.log_b, self.reg, f, colsum, linear)
         return float(self.a @ f + self.b @ g), f, colsum.sum(axis=0), float(linear.sum())
 
     def denominator(self, value):

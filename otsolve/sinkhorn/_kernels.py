@@ -5,60 +5,14 @@ The exponential is :func:`otsolve._fastmath.fast_exp`, which vectorises (libm's 
 the loops are compiled with its ``FAST`` flags (sums reordered, multiply-adds fused; inf and NaN
 kept): a third faster.
 """
-import math
-
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import overload
+from numba import njit, prange
 
-from .._costs import CITYBLOCK_POW, EUCLIDEAN_POW, SQEUCLIDEAN
+from .._costs import cost_chunk
 from .._fastmath import FAST, fast_exp
 
 CHUNK = 256                 # columns per accumulator block: fits L1, vectorises
 SUM_MIN, SUM_MAX = 1e-200, 1e200   # a shifted sum outside this range is redone with the exact max
-
-
-@njit(cache=True, inline="always", fastmath=FAST)
-def _point_costs(x, i, yT, j0, k, code, p, buf):
-    """buf[:k] = c(x_i, y_j) for j = j0 .. j0 + k - 1, from the transposed cloud yT (d, m).
-
-    The sums of :func:`otsolve._costs.pair_cost` (the same costs to rounding), with the
-    coordinate loop outside so that the column loop vectorises.
-    """
-    out = buf[:k]
-    out[:] = 0.0
-    for dim in range(x.shape[1]):
-        xi, row = x[i, dim], yT[dim, j0:j0 + k]
-        if code == CITYBLOCK_POW:
-            for jj in range(k):
-                out[jj] += abs(xi - row[jj])
-        else:
-            for jj in range(k):
-                t = xi - row[jj]
-                out[jj] += t * t
-    if code == EUCLIDEAN_POW:
-        for jj in range(k):
-            out[jj] = math.sqrt(out[jj])
-    if code != SQEUCLIDEAN and p != 1.0:
-        for jj in range(k):
-            out[jj] = out[jj] ** p
-    return out
-
-
-def _cost_chunk(src, i, j0, k, buf):
-    """C[i, j0:j0 + k] of a cost source: a dense matrix (a view), or a tuple (x, yT, code, p)
-    of point clouds whose costs fill ``buf`` (:func:`_point_costs`)."""
-    if isinstance(src, np.ndarray):
-        return src[i, j0:j0 + k]
-    x, yT, code, p = src
-    return _point_costs.py_func(x, i, yT, j0, k, code, p, buf)
-
-
-@overload(_cost_chunk)
-def _cost_chunk_impl(src, i, j0, k, buf):
-    if isinstance(src, types.Array):
-        return lambda src, i, j0, k, buf: src[i, j0:j0 + k]
-    return lambda src, i, j0, k, buf: _point_costs(src[0], i, src[1], j0, k, src[2], src[3], buf)
 
 
 @njit(cache=True, inline="always", fastmath=FAST)
@@ -85,7 +39,7 @@ def _max_term(hh, cc, inv_reg, top):
 @njit(cache=True, parallel=True, fastmath=FAST)
 def softmin_rows(src, n, h, inv_reg, lse, K):
     """lse[i] <- log sum_j exp(h_j - C_ij * inv_reg) for the n rows of a cost source (a dense
-    matrix, or point clouds (x, yT, code, p) whose costs are recomputed, see _cost_chunk).
+    matrix, or point clouds whose costs are recomputed, see otsolve._costs.cost_chunk).
 
     ``lse`` holds a guess on entry (the previous pass), used to shift the exponentials so that
     one pass suffices; a row whose shifted sum leaves [SUM_MIN, SUM_MAX] is redone with its
@@ -102,7 +56,7 @@ def softmin_rows(src, n, h, inv_reg, lse, K):
             acc[:] = 0.0
             for j0 in range(0, m, CHUNK):
                 k = min(CHUNK, m - j0)
-                _acc_exp(h[j0:j0 + k], _cost_chunk(src, i, j0, k, buf), inv_reg, shift, acc,
+                _acc_exp(h[j0:j0 + k], cost_chunk(src, i, j0, k, buf), inv_reg, shift, acc,
                          out[j0:j0 + k] if store else out)
             s = acc.sum()
             if SUM_MIN <= s <= SUM_MAX:
@@ -110,7 +64,7 @@ def softmin_rows(src, n, h, inv_reg, lse, K):
             top = -np.inf
             for j0 in range(0, m, CHUNK):
                 k = min(CHUNK, m - j0)
-                top = _max_term(h[j0:j0 + k], _cost_chunk(src, i, j0, k, buf), inv_reg, top)
+                top = _max_term(h[j0:j0 + k], cost_chunk(src, i, j0, k, buf), inv_reg, top)
             shift = top
         lse[i] = np.log(s) + shift
         if store:
@@ -203,7 +157,7 @@ def plan_rows(src, n, f, g, log_a, log_b, inv_reg, P, stats, u, v):
         for j0 in range(0, m, CHUNK):
             k = min(CHUNK, m - j0)
             _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k],
-                        _cost_chunk(src, i, j0, k, buf), inv_reg,
+                        cost_chunk(src, i, j0, k, buf), inv_reg,
                         P[i, j0:j0 + k] if store else scratch[:k], acc, ui, v[j0:j0 + k] if scaled else v)
         _reduce_stats(acc, stats[i])
 

@@ -1,5 +1,5 @@
-"""The cost operand of Sinkhorn: a dense matrix (with its contiguous transpose) or two point
-clouds whose costs the kernels recompute on the fly (O(n + m) memory)."""
+"""The cost operand of Sinkhorn: a dense matrix (with the Gibbs kernel kept beside it) or two
+point clouds whose costs the kernels recompute on the fly (O(n + m) memory)."""
 from __future__ import annotations
 
 import contextlib
@@ -7,7 +7,7 @@ import contextlib
 import numba
 import numpy as np
 
-from .._costs import CITYBLOCK_POW, SQEUCLIDEAN, _cost_matrix
+from .._costs import CITYBLOCK_POW, SQEUCLIDEAN, _cost_matrix, point_source
 from . import _kernels
 
 
@@ -162,7 +162,7 @@ class PointCost:
 
     def __init__(self, x, y, code, p):
         self.x, self.y, self.code, self.p = x, y, code, p
-        self.xT, self.yT = np.ascontiguousarray(x.T), np.ascontiguousarray(y.T)  # O((n + m) d)
+        self.sources = (point_source(x, y, code, p), point_source(y, x, code, p))  # C and C^T
         self.shape = (x.shape[0], y.shape[0])
         both = np.concatenate([x, y])
         extent = both.max(axis=0) - both.min(axis=0)
@@ -178,8 +178,7 @@ class PointCost:
         if self.dense is not None:
             self.dense.softmin(side, h, inv_reg, lse)
             return
-        src, dstT = (self.x, self.yT) if side == 0 else (self.y, self.xT)
-        _kernels.softmin_rows((src, dstT, self.code, self.p), src.shape[0], h, inv_reg, lse, NO_KERNEL)
+        _kernels.softmin_rows(self.sources[side], self.shape[side], h, inv_reg, lse, NO_KERNEL)
 
     def plan_stats(self, f, g, log_a, log_b, inv_reg, want_plan=False):
         """Per-row statistics and column sums of the plan (two passes), the plan only if asked."""
@@ -189,8 +188,8 @@ class PointCost:
         n, m = self.shape
         P = np.empty(self.shape) if want_plan else NO_KERNEL
         stats, col_stats = np.empty((n, 4)), np.empty((m, 4))
-        _kernels.plan_rows((self.x, self.yT, self.code, self.p), n, f, g, log_a, log_b, inv_reg, P,
-                           stats, NO_SCALING, NO_SCALING)
-        _kernels.plan_rows((self.y, self.xT, self.code, self.p), m, g, f, log_b, log_a, inv_reg,
-                           NO_KERNEL, col_stats, NO_SCALING, NO_SCALING)
+        _kernels.plan_rows(self.sources[0], n, f, g, log_a, log_b, inv_reg, P, stats, NO_SCALING,
+                           NO_SCALING)
+        _kernels.plan_rows(self.sources[1], m, g, f, log_b, log_a, inv_reg, NO_KERNEL, col_stats,
+                           NO_SCALING, NO_SCALING)
         return (P if want_plan else None), stats, col_stats[:, 0]
