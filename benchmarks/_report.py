@@ -1,4 +1,24 @@
-"""Shared by the benchmark scripts: a right-aligned text table."""
+"""Shared by the benchmark scripts: the data, a timer and a right-aligned text table."""
+import statistics
+import time
+
+import numpy as np
+
+
+def clouds(n, m=None, seed=0):
+    """Two 2-D Gaussian clouds of n and m (default n) points, the second shifted and stretched."""
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 2)), rng.normal(size=(n if m is None else m, 2)) * [1.5, 0.5] + [2.0, 1.0]
+
+
+def timed(fn, repeats=1):
+    """(median seconds of ``repeats`` calls of fn, its last output)."""
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
 
 
 def table(title, header, rows):

@@ -11,7 +11,6 @@ afterwards) is timed apart. A fast wrong answer is no win: each row shows the va
 from __future__ import annotations
 
 import argparse
-import statistics
 import threading
 import time
 
@@ -23,21 +22,7 @@ import scipy.sparse
 
 import otsolve
 from otsolve.exact import exact_points
-from _report import table
-
-
-def clouds(n, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(n, 2)), rng.normal(size=(n, 2)) * [1.5, 0.5] + [2.0, 1.0]
-
-
-def timed(fn, repeats=1):
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+from _report import clouds, table, timed
 
 
 class PeakMemory:

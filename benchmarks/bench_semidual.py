@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 import warnings
 
 import matplotlib
@@ -33,17 +32,15 @@ import ot  # noqa: E402
 from scipy.special import logsumexp  # noqa: E402
 
 import otsolve  # noqa: E402
-from _report import table
+from _report import clouds, table, timed
 
 PLOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "semidual_error.png")
 TARGETS = (1e-2, 1e-3)
 BATCH = {"sag": 64, "asgd": 8}  # otsolve's default batch_size per method
 
 
-def clouds(n, m, seed=0):
-    rng = np.random.default_rng(seed)
-    x, y = rng.normal(size=(n, 2)), rng.normal(size=(m, 2)) * [1.5, 0.5] + [2.0, 1.0]
-    C = otsolve.cost_matrix(x, y)
+def scaled_cost(n, m, seed=0):
+    C = otsolve.cost_matrix(*clouds(n, m, seed))
     return C / C.max()
 
 
@@ -58,12 +55,6 @@ def entropic_reference(C, a, b, reg):
     P = ot.sinkhorn(a, b, C, reg, method="sinkhorn_log", stopThr=1e-11, numItermax=200000)
     nz = P > 0
     return float((P * C).sum() + reg * (P[nz] * np.log(P[nz] / np.outer(a, b)[nz])).sum())
-
-
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
 
 
 def pot_run(C, a, b, reg, method, iters):
@@ -127,7 +118,7 @@ def ratio(pot, ours):
 
 def bench_n1000(quick):
     n = m = 1000
-    C = clouds(n, m)
+    C = scaled_cost(n, m)
     a, b = np.full(n, 1 / n), np.full(m, 1 / m)
     t_compile, _ = timed(lambda: (ours_call(C, a, b, 1e-1, "sag", 2).duality_gap,
                                   ours_call(C, a, b, 1e-1, "asgd", 2).duality_gap))
@@ -184,7 +175,7 @@ def plot(curves):
 
 def bench_stability(quick):
     n, m, reg = (20000 if quick else 70000), 200, 1e-3
-    C = clouds(n, m, seed=1)
+    C = scaled_cost(n, m, seed=1)
     a, b = np.full(n, 1 / n), np.full(m, 1 / m)
     rows = []
     for method in ("sag", "asgd"):

@@ -31,17 +31,12 @@ import psutil
 import otsolve
 from otsolve.sinkhorn import _kernels
 from otsolve.sinkhorn._problem import NO_KERNEL, MatrixCost, threads_for
-from _report import table
+from _report import clouds, table, timed
 
 TOL = 1e-6
 LOG_CAP = 8          # POT sinkhorn_log iterations timed at n >= 5000
 MAX_ITER = 20_000
 POT_MAX_ITER = 5_000  # POT kernel: it does not reach TOL at small reg, cap its run time
-
-
-def clouds(n, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(n, 2)), rng.normal(size=(n, 2)) * [1.5, 0.5] + [2.0, 1.0]
 
 
 def l1_error(P, a, b):
@@ -105,14 +100,8 @@ def iteration_floor(C, repeats=3):
         for name, fn in (("exp", lambda: np.exp(C, out=buf)), ("log", log_iteration),
                          ("kernel", kernel_iteration)):
             fn()  # the kernel is built here
-            times[name] = min(_timed(fn) for _ in range(repeats))
+            times[name] = min(timed(fn)[0] for _ in range(repeats))
     return times["exp"], times["log"], times["kernel"]
-
-
-def _timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def fmt(t, it, err):
