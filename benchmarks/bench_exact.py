@@ -21,7 +21,7 @@ import scipy.optimize
 import scipy.sparse
 
 import otsolve
-from otsolve.exact import exact_points
+from otsolve.lp import exact_points
 from _report import clouds, table, timed
 
 

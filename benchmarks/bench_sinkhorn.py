@@ -29,8 +29,9 @@ import ot
 import psutil
 
 import otsolve
-from otsolve.sinkhorn import _kernels
-from otsolve.sinkhorn._problem import NO_KERNEL, MatrixCost, threads_for
+from otsolve.entropic import _kernels
+from otsolve._threads import threads_for
+from otsolve.entropic._problem import NO_KERNEL, MatrixCost
 from _report import clouds, table, timed
 
 TOL = 1e-6
@@ -143,7 +144,7 @@ def bench_matrix(n, regs):
 def bench_points(n):
     """One iteration (a pass over rows, one over columns) on n = m points in 2-D, the costs
     recomputed in the kernel: memory O(n + m)."""
-    from otsolve.sinkhorn._problem import PointCost
+    from otsolve.entropic._problem import PointCost
     x, y = clouds(n)
     process = psutil.Process()
     base = process.memory_info().rss

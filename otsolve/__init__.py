@@ -1,9 +1,9 @@
 """otsolve: discrete optimal transport, exact, entropic and stochastic."""
 from ._costs import cost_matrix
 from ._result import ConvergenceWarning, OTResult, Status
-from .exact import exact, exact_batch
-from .semidual import semidiscrete_sgd, semidual_sgd
-from .sinkhorn import sinkhorn, sinkhorn_divergence, sinkhorn_points
+from .lp import exact, exact_batch
+from .stochastic import semidiscrete_sgd, semidual_sgd
+from .entropic import sinkhorn, sinkhorn_divergence, sinkhorn_points
 from .wasserstein import wasserstein
 
 __version__ = "0.1.0"

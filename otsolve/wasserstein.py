@@ -5,8 +5,8 @@ import dataclasses
 
 from ._costs import cost_matrix
 from ._validation import check_choice, check_point_clouds
-from .exact import exact, exact_points
-from .sinkhorn import sinkhorn_points
+from .lp import exact, exact_points
+from .entropic import sinkhorn_points
 
 METHODS = ("exact", "sinkhorn")
 DENSE_MAX_ENTRIES = 2**24  # above this many costs (128 MiB) the exact solver prices on the fly

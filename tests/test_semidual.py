@@ -269,7 +269,7 @@ def test_certificate_is_the_rounded_plan_and_survives_changes(method, reg):
 def test_asgd_passes_sample_each_row_once_or_by_weight():
     """ASGD's rows come by passes: with uniform weights every pass is a permutation of the rows;
     otherwise the frequencies follow a (chi-square-free check: 5 standard deviations)."""
-    from otsolve.semidual.sgd import _Problem
+    from otsolve.stochastic.sgd import _Problem
     n, batch = 30, 7
     uniform = _Problem(np.zeros((n, 4)), np.full(n, 1 / n), np.full(4, 1 / 4), batch, 0)
     idx = np.concatenate([uniform.sample_passes(k).ravel() for k in (3, 10, 17)])  # 210 = 7 passes

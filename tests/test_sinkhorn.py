@@ -165,7 +165,7 @@ def test_small_reg_where_kernel_sinkhorn_fails():
 
 def _log_domain_only(monkeypatch):
     """Solve with the kept Gibbs kernel disabled: every soft-min is a log-domain pass."""
-    problem = importlib.import_module("otsolve.sinkhorn._problem")
+    problem = importlib.import_module("otsolve.entropic._problem")
     monkeypatch.setattr(problem, "KERNEL_MAX_PAIRS", -1)
 
 
@@ -242,7 +242,7 @@ def test_skewed_weights_match_pot():
 def test_kernel_is_kept_at_moderate_reg(monkeypatch):
     """Speed path in use: at reg = 1e-2 a log-domain pass builds the kernel at the first eps and
     one rebuilds it at the last (a step by less than half), the rest are mat-vecs and squarings."""
-    kernels = importlib.import_module("otsolve.sinkhorn._kernels")
+    kernels = importlib.import_module("otsolve.entropic._kernels")
     rebuilds = []
     for name in ("softmin_rows", "softmin_cols"):
         original = getattr(kernels, name)
@@ -260,7 +260,7 @@ def test_kernel_is_kept_at_moderate_reg(monkeypatch):
 def test_relaxation_backs_off_when_the_plan_loses_its_mass():
     """Over-relaxed iterates can drift towards plans of no mass, where the L1 error saturates at
     the mass instead of growing 100x: the guard must still restore the last good iterate."""
-    ls = importlib.import_module("otsolve.sinkhorn.log_sinkhorn")
+    ls = importlib.import_module("otsolve.entropic.sinkhorn")
     relax, f, g = ls._Relaxation(mass=1.0), np.zeros(3), np.ones(3)
     for err in 0.5 * 0.9 ** np.arange(20):  # plain iterations contracting by 0.9: w is raised
         assert relax.update(err, f + err, g) is None
@@ -285,7 +285,7 @@ def test_max_iter_returns_the_best_iterate(monkeypatch):
     C[:, 0] = C[0, :] = 1e8
     with pytest.warns(ConvergenceWarning):
         relaxed = otsolve.sinkhorn(C, reg=1e-2, tol=1e-10, max_iter=3000)
-    monkeypatch.setattr(importlib.import_module("otsolve.sinkhorn.log_sinkhorn"), "RELAX_MAX", 1.0)
+    monkeypatch.setattr(importlib.import_module("otsolve.entropic.sinkhorn"), "RELAX_MAX", 1.0)
     with pytest.warns(ConvergenceWarning):
         plain = otsolve.sinkhorn(C, reg=1e-2, tol=1e-10, max_iter=3000)
     assert relaxed.status == "max_iter" and relaxed.marginal_error <= 1.01 * plain.marginal_error
@@ -308,7 +308,7 @@ def test_max_iter_reports_and_warns():
 def test_points_match_the_matrix(metric, p, on_the_fly, monkeypatch):
     """Costs recomputed in every pass, or (small clouds, the default) computed once."""
     if on_the_fly:
-        monkeypatch.setattr(importlib.import_module("otsolve.sinkhorn._problem"), "DENSE_MAX_PAIRS", 0)
+        monkeypatch.setattr(importlib.import_module("otsolve.entropic._problem"), "DENSE_MAX_PAIRS", 0)
     x, y, a, b, _ = _problem(seed=9)
     C = otsolve.cost_matrix(x, y, p=p, metric=metric)
     ref = otsolve.sinkhorn(C, a, b, reg=0.05 * C.max(), tol=TOL)
@@ -388,7 +388,7 @@ def test_unbalanced_accepts_unequal_masses_balanced_does_not():
 @pytest.mark.parametrize("on_the_fly", [True, False])
 def test_divergence_matches_pot_oracle(reg, on_the_fly, monkeypatch):
     if on_the_fly:
-        monkeypatch.setattr(importlib.import_module("otsolve.sinkhorn._problem"), "DENSE_MAX_PAIRS", 0)
+        monkeypatch.setattr(importlib.import_module("otsolve.entropic._problem"), "DENSE_MAX_PAIRS", 0)
     x, y, a, b, _ = _problem(n=50, m=40, seed=15)
     res = otsolve.sinkhorn_divergence(x, y, a, b, reg=reg, tol=TOL)
     assert res.success and res.plan is None

@@ -13,7 +13,8 @@ from .._result import ConvergenceWarning, OTResult, Status
 from .._validation import (check_balanced, check_count, check_point_clouds, check_positive,
                            check_problem, check_weights)
 from ._kernels import is_symmetric
-from ._problem import MatrixCost, PointCost, threads_for
+from .._threads import threads_for
+from ._problem import MatrixCost, PointCost
 
 DEFAULT_MAX_ITER = 10_000
 RELAX_SPAN = 8           # iterations over which the contraction of the error is measured

@@ -10,7 +10,8 @@ from .._costs import _cost_matrix, cost_code, point_source
 from .._result import OTResult
 from .._validation import as_float_array, check_count, check_points, check_positive, check_weights
 from . import _kernels
-from .sgd import DEFAULT_BATCH, VALUE_FLOOR, _budget, _progress_bar, _stalled, _Threads, asgd_step, run_status
+from .._threads import MeasuredThreads
+from .sgd import DEFAULT_BATCH, VALUE_FLOOR, _budget, _progress_bar, _stalled, asgd_step, run_status
 
 MAX_CHECKS = 500  # default budget when n_iter is None: this many checks of check_every steps
 
@@ -92,7 +93,7 @@ def semidiscrete_sgd(sample_source, y, b=None, *, reg=0.0, n_iter=None, max_iter
         check_count(check_every, "check_every")
     budget = _budget(n_iter, max_iter, MAX_CHECKS * check_every)
     state = _State(x_eval, y, b, code, p, reg)
-    state.threads = _Threads(("points", batch_size, m))
+    state.threads = MeasuredThreads(("points", batch_size, m))
     g, g_avg, buf, b1 = np.zeros(m), np.zeros(m), np.empty((batch_size, m)), b / b.sum()
     lr = max(reg / b1.max(), asgd_step(state.spread, m)) if lr is None else lr
     steps, trace, converged = 0, [], False

@@ -6,8 +6,9 @@ import math
 import numpy as np
 
 from .._result import OTResult
-from ._problem import PointCost, threads_for
-from .log_sinkhorn import (DEFAULT_MAX_ITER, _check_options, _evaluate, _iterate, _iterate_symmetric, _log,
+from .._threads import threads_for
+from ._problem import PointCost
+from .sinkhorn import (DEFAULT_MAX_ITER, _check_options, _evaluate, _iterate, _iterate_symmetric, _log,
                            _marginal_error, _point_problem, _schedule, _softmin, _status)
 
 AVERAGED_SPAN = 8     # final-level iterations over which the averaged updates' progress is read

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import math
-import time
 import warnings
 
 import numba
 import numpy as np
 
 from .._result import ConvergenceWarning, OTResult, Status
+from .._threads import MeasuredThreads
 from .._validation import check_choice, check_count, check_positive, check_problem
 from . import _kernels
 
@@ -139,7 +139,7 @@ class _Problem:
         self.spread = float(C.max() - C.min()) or 1.0
         self.chunks = 4 * numba.get_num_threads()
         self.buf = np.empty((batch_size, self.m))
-        self.threads = _Threads(batch_size * self.m)
+        self.threads = MeasuredThreads(batch_size * self.m)
         self.tries, self.next_try = 0, 0
         self.last = None, None   # (g, evaluation) of the latest check
         self.bound = None, None  # (g, upper_bound) of the latest certificate tried
@@ -211,66 +211,6 @@ class _Problem:
         self.tries += 1  # back off: the k-th failed try waits k checks for the next one
         self.next_try = len(trace) + self.tries
         return False
-
-
-class _Threads:
-    """Run the steps with all Numba threads or with one, whichever measured faster per step
-    (the first step of a run is not timed: it may compile). A step is one small parallel
-    region; on an oversubscribed machine its barrier can cost more than the work. Results do not
-    depend on the choice: rows are independent and the update is serial."""
-
-    MIN_STEPS = 3   # timed steps per setting before choosing
-    REMEMBER = 30.0  # seconds a choice is reused by later runs with the same step size
-    choices = {}     # (work per step, threads) -> (choice, time.monotonic() when measured)
-
-    def __init__(self, work):
-        self.most = numba.get_num_threads()
-        self.spent = {self.most: [0.0, 0], 1: [0.0, 0]}
-        self.key = (work, self.most)
-        choice, when = self.choices.get(self.key, (None, -np.inf))
-        self.choice = self.most if self.most == 1 else (
-            choice if time.monotonic() - when < self.REMEMBER else None)
-        self.warm = False
-
-    def run(self, steps_of, k):
-        """Call steps_of(lo, hi) for consecutive ranges covering range(k)."""
-        lo = 0
-        if not self.warm:
-            with self.using():  # the remembered choice, if any: all threads may be slow here
-                steps_of(0, 1)
-            self.warm, lo = True, 1
-        while lo < k and self.choice is None:
-            threads = min(self.spent, key=lambda t: self.spent[t][1])
-            hi = min(k, lo + self.MIN_STEPS)
-            with self.using(threads):
-                start = time.perf_counter()
-                steps_of(lo, hi)
-                self.spent[threads][0] += time.perf_counter() - start
-            self.spent[threads][1] += hi - lo
-            lo = hi
-            if min(n for _, n in self.spent.values()) >= self.MIN_STEPS:
-                self.choice = min(self.spent, key=lambda t: self.spent[t][0] / self.spent[t][1])
-                self.choices[self.key] = self.choice, time.monotonic()
-        if lo < k:
-            with self.using(self.choice):
-                steps_of(lo, k)
-
-    def using(self, threads=None):
-        """Context: run Numba kernels with ``threads`` (default: the choice, or all)."""
-        return _NumThreads(threads or self.choice or self.most, self.most)
-
-
-class _NumThreads:
-    def __init__(self, threads, most):
-        self.threads, self.most = threads, most
-
-    def __enter__(self):
-        if self.threads != self.most:
-            numba.set_num_threads(self.threads)
-
-    def __exit__(self, *exc):
-        if self.threads != self.most:
-            numba.set_num_threads(self.most)
 
 
 def _run_sag(prob, reg, lr, tol, budget, check_every, bar):

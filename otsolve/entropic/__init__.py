@@ -1,5 +1,5 @@
 """Entropic optimal transport (log-domain Sinkhorn, divergence, unbalanced)."""
 from .divergence import sinkhorn_divergence
-from .log_sinkhorn import sinkhorn, sinkhorn_points
+from .sinkhorn import sinkhorn, sinkhorn_points
 
 __all__ = ["sinkhorn", "sinkhorn_points", "sinkhorn_divergence"]

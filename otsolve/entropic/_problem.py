@@ -2,32 +2,10 @@
 point clouds whose costs the kernels recompute on the fly (O(n + m) memory)."""
 from __future__ import annotations
 
-import contextlib
-
-import numba
 import numpy as np
 
 from .._costs import CITYBLOCK_POW, SQEUCLIDEAN, _cost_matrix, point_source
 from . import _kernels
-
-
-PARALLEL_MIN_PAIRS = 4_000_000  # below this a pass takes a few ms on one thread, while waking
-                                # the other threads can cost a scheduler time slice (~10 ms) per
-                                # pass on a busy machine: small problems run on one thread
-
-
-@contextlib.contextmanager
-def threads_for(pairs):
-    """Run the enclosed kernels on one thread when a pass covers fewer than PARALLEL_MIN_PAIRS."""
-    if pairs >= PARALLEL_MIN_PAIRS:
-        yield
-        return
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
 
 
 KERNEL_MAX_PAIRS = 2**28  # the Gibbs kernel (8 bytes a pair) is kept up to 2 GiB
