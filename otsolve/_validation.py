@@ -59,7 +59,8 @@ def check_weights(w, size: int, name: str, *, dim_name: str = "entries") -> np.n
     if w.ndim != 1:
         raise ValueError(f"{name} must be 1-D; got shape {w.shape}")
     if w.shape[0] != size:
-        raise ValueError(f"{name} has {w.shape[0]} entries but must have {size} ({dim_name})")
+        hint = "; pass None for uniform weights" if w.shape[0] == 0 else ""
+        raise ValueError(f"{name} has {w.shape[0]} entries but must have {size} ({dim_name}){hint}")
     check_finite(w, name)
     if (w < 0).any():
         k = int(np.argmax(w < 0))

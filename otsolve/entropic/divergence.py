@@ -23,16 +23,17 @@ def _iterate_cross(cost, a, b, reg, tol, max_iter, eps_scaling):
     f, g = np.zeros(len(a)), np.zeros(len(b))
     T_f, T_g = np.zeros(len(a)), np.zeros(len(b))
     schedule = _schedule(cost.scale, reg, eps_scaling)
-    n_iter, history = 0, []
+    n_iter, history, at = 0, [], schedule[0]
     for level, eps in enumerate(schedule):
         final = level == len(schedule) - 1
         while n_iter < max_iter:
+            at = eps
             _softmin(cost, 0, g, log_b, eps, T_f)
             _softmin(cost, 1, f, log_a, eps, T_g)
             if final:
                 history.append(max(_marginal_error(a, f, T_f, eps), _marginal_error(b, g, T_g, eps)))
                 if history[-1] <= tol:
-                    return f, g, n_iter, True
+                    return f, g, n_iter, True, reg
                 if len(history) > AVERAGED_SPAN and \
                         history[-1] > AVERAGED_STALL ** AVERAGED_SPAN * history[-1 - AVERAGED_SPAN]:
                     break
@@ -40,8 +41,8 @@ def _iterate_cross(cost, a, b, reg, tol, max_iter, eps_scaling):
             n_iter += 1
             if not final:
                 break
-    f, g, more, converged = _iterate(cost, a, b, reg, math.inf, tol, max_iter - n_iter, False, (f, g))
-    return f, g, n_iter + more, converged
+    f, g, more, converged, _ = _iterate(cost, a, b, reg, math.inf, tol, max_iter - n_iter, False, (f, g))
+    return f, g, n_iter + more, converged, (reg if more else at)
 
 
 def sinkhorn_divergence(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", tol=1e-9,
@@ -104,20 +105,21 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", t
 
 def _divergence(cost, a, b, reg, tol, max_iter, eps_scaling):
     inf = math.inf
-    f_ab, g_ab, it_ab, ok_ab = _iterate_cross(cost, a, b, reg, tol, max_iter, eps_scaling)
+    f_ab, g_ab, it_ab, ok_ab, at_ab = _iterate_cross(cost, a, b, reg, tol, max_iter, eps_scaling)
     parts = [_evaluate(cost, a, b, f_ab, g_ab, reg, inf, False)]
-    its, oks = [it_ab], [ok_ab]
+    its, oks, ats = [it_ab], [ok_ab], [at_ab]
     for pts, w in ((cost.x, a), (cost.y, b)):
         sym = PointCost(pts, pts, cost.code, cost.p)
-        f_s, it_s, ok_s = _iterate_symmetric(sym, w, reg, tol, max_iter, eps_scaling)
-        parts.append(_evaluate(sym, w, w, f_s, f_s, reg, inf, False))
+        f_s, g_s, it_s, ok_s, at_s = _iterate_symmetric(sym, w, reg, tol, max_iter, eps_scaling)
+        parts.append(_evaluate(sym, w, w, f_s, g_s, reg, inf, False))
         its.append(it_s)
         oks.append(ok_s)
+        ats.append(at_s)
     (f, g, _, v_ab, l_ab, d_ab, e_ab, viol), aa, bb = parts
     value = v_ab - 0.5 * (aa[3] + bb[3])
     dual = d_ab - 0.5 * (aa[5] + bb[5])
     err = max(e_ab, aa[6], bb[6])
-    status, message = _status(all(oks), max_iter, err, stacklevel=4)
+    status, message = _status(all(oks), max_iter, err, max(ats), reg, stacklevel=4)
     return OTResult(value=value, value_linear=l_ab - 0.5 * (aa[4] + bb[4]), plan=None,
                     f=f - aa[0], g=g - bb[1], status=status, n_iter=sum(its), marginal_error=err,
                     max_dual_violation=viol, dual_value=dual, duality_gap=value - dual,

@@ -29,7 +29,7 @@ EXP_CLIP = 700.0         # exponent cap in marginal-error estimates: exp(700) is
 
 def _check_options(reg, tol, max_iter, eps_scaling, reg_m):
     reg = check_positive(reg, "reg")
-    tol = check_positive(tol, "tol")
+    tol = check_positive(tol, "tol", allow_zero=True)  # 0: run exactly max_iter iterations
     max_iter = check_count(max_iter, "max_iter")
     if not isinstance(eps_scaling, (bool, np.bool_)):
         raise TypeError(f"eps_scaling must be True or False; got {eps_scaling!r}")
@@ -119,24 +119,26 @@ class _Relaxation:
 
 def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
     """Alternating log-domain updates f = k T(g), g = k T(f), k = reg_m / (reg_m + eps),
-    from the potentials ``init`` (default zero)."""
+    from the potentials ``init`` (default zero). Returns (f, g, n_iter, converged, eps), eps
+    the annealing level the run was at when it stopped (reg when it converged)."""
     log_a, log_b = _log(a), _log(b)
     f, g = (np.zeros(len(a)), np.zeros(len(b))) if init is None else init
     T_f, T_g = f.copy(), g.copy()
     schedule = _schedule(cost.scale, reg, eps_scaling)
     relax = _Relaxation(float(a.sum()))
-    n_iter, err = 0, math.inf
+    n_iter, err, at = 0, math.inf, schedule[0]
     best = (math.inf, f, g)  # the pair of least error at the final reg (f, g are never mutated)
     for level, eps in enumerate(schedule):
         final = level == len(schedule) - 1
-        k = 1.0 if math.isinf(reg_m) else reg_m / (reg_m + eps)
+        k = _damping(eps, reg_m)
         while n_iter < max_iter:
+            at = eps
             _softmin(cost, 0, g, log_b, eps, T_f)
             if final:
                 err = _row_error(a, f, T_f, eps, reg_m)
                 best = min(best, (err, f, g), key=lambda t: t[0])
                 if err <= tol and relax.omega == 1.0:  # (f, g) meets tol, its columns are exact
-                    break
+                    return f, g, n_iter, True, reg
                 if err <= tol:
                     relax.finish()
                 restore = relax.update(err, f, g)
@@ -152,31 +154,43 @@ def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
             n_iter += 1
             if not final:
                 break
-    if not err <= tol and best[0] < err:  # stopped by max_iter: the best pair, not the last
-        err, f, g = best
-    return f, g, n_iter, err <= tol
+    if best[0] < err:  # stopped by max_iter: the best pair, not the last
+        f, g = best[1], best[2]
+    return f, _close(cost, a, b, f, reg, reg_m, T_g), n_iter, False, at
+
+
+def _damping(eps, reg_m):
+    return 1.0 if math.isinf(reg_m) else reg_m / (reg_m + eps)
+
+
+def _close(cost, a, b, f, reg, reg_m, T_g):
+    """g = k T(f) at the target reg: a run stopped anywhere (inside the annealing ladder, or
+    after a relaxed step) then has a plan with exact columns (balanced) or at their fixed point
+    (unbalanced), so of the right mass and finite whatever the eps that f came from."""
+    _softmin(cost, 1, f, _log(a), reg, T_g)
+    return _damping(reg, reg_m) * T_g
 
 
 def _iterate_symmetric(cost, a, reg, tol, max_iter, eps_scaling):
     """The symmetric problem OT(a, a): f <- (f + T(f)) / 2, whose fixed point is the potential
-    (f, f); averaging damps the oscillation of plain updates (Feydy et al. 2019)."""
+    (f, f); averaging damps the oscillation of plain updates (Feydy et al. 2019). Returns
+    (f, g, n_iter, converged, eps) as :func:`_iterate`; g is f once converged."""
     log_a = _log(a)
     f, T = np.zeros(len(a)), np.zeros(len(a))
     schedule = _schedule(cost.scale, reg, eps_scaling)
-    n_iter, err = 0, math.inf
+    n_iter, at = 0, schedule[0]
     for level, eps in enumerate(schedule):
         final = level == len(schedule) - 1
         while n_iter < max_iter:
+            at = eps
             _softmin(cost, 0, f, log_a, eps, T)
-            if final:  # rows (and, by symmetry, columns) of the plan of (f, f)
-                err = _marginal_error(a, f, T, eps)
-                if err <= tol:
-                    break
+            if final and _marginal_error(a, f, T, eps) <= tol:  # rows (and columns) of (f, f)
+                return f, f, n_iter, True, reg
             f = T.copy() if n_iter == 0 else 0.5 * (f + T)
             n_iter += 1
             if not final:
                 break
-    return f, n_iter, err <= tol
+    return f, _close(cost, a, a, f, reg, math.inf, T.copy()), n_iter, False, at
 
 
 def _marginal_error(a, f, T, eps):
@@ -218,20 +232,24 @@ def _evaluate(cost, a, b, f, g, reg, reg_m, want_plan):
     return f, g, P, float(value), value_linear, float(dual), float(err), violation
 
 
-def _status(converged, max_iter, err, stacklevel=4):
-    """Status and message; warns when the run stopped at max_iter."""
+def _status(converged, max_iter, err, stopped_at, reg, stacklevel=4):
+    """Status and message; warns when the run stopped at max_iter (at annealing level
+    ``stopped_at``, which is reg when the ladder was done)."""
     if converged:
         return Status.OPTIMAL, "converged"
-    message = (f"stopped after max_iter={max_iter} iterations with marginal error {err:.3g} "
-               "above tol; raise max_iter or tol")
+    where = (f"at reg={stopped_at:.3g} of the annealing ladder (target reg={reg:.3g}; the plan "
+             "comes from one closing step at the target)" if stopped_at > reg else f"at reg={reg:.3g}")
+    message = (f"stopped after max_iter={max_iter} iterations {where} with marginal error "
+               f"{err:.3g} above tol; raise max_iter or tol")
     warnings.warn(message, ConvergenceWarning, stacklevel=stacklevel)
     return Status.MAX_ITER, message
 
 
-def _result(cost, a, b, f, g, reg, reg_m, n_iter, converged, max_iter, want_plan):
+def _result(cost, a, b, run, reg, reg_m, max_iter, want_plan):
+    f, g, n_iter, converged, stopped_at = run
     f, g, P, value, value_linear, dual, err, violation = _evaluate(cost, a, b, f, g, reg, reg_m,
                                                                    want_plan)
-    status, message = _status(converged, max_iter, err)
+    status, message = _status(converged, max_iter, err, stopped_at, reg)
     return OTResult(value=value, value_linear=value_linear, plan=P, f=f, g=g, status=status,
                     n_iter=n_iter, marginal_error=err, max_dual_violation=violation,
                     dual_value=dual, duality_gap=value - dual, message=message)
@@ -311,11 +329,10 @@ def sinkhorn(C, a=None, b=None, *, reg, tol=1e-9, max_iter=DEFAULT_MAX_ITER, eps
     symmetric = math.isinf(reg_m) and np.array_equal(a, b) and is_symmetric(C)
     with threads_for(C.size):
         if symmetric:
-            f, n_iter, converged = _iterate_symmetric(cost, a, reg, tol, max_iter, eps_scaling)
-            g = f
+            run = _iterate_symmetric(cost, a, reg, tol, max_iter, eps_scaling)
         else:
-            f, g, n_iter, converged = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
-        return _result(cost, a, b, f, g, reg, reg_m, n_iter, converged, max_iter, want_plan=True)
+            run = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
+        return _result(cost, a, b, run, reg, reg_m, max_iter, want_plan=True)
 
 
 def _point_problem(x, y, a, b, p, metric, balanced):
@@ -366,6 +383,5 @@ def sinkhorn_points(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", tol=1
     reg, tol, max_iter, eps_scaling, reg_m = _check_options(reg, tol, max_iter, eps_scaling, reg_m)
     cost, a, b = _point_problem(x, y, a, b, p, metric, balanced=math.isinf(reg_m))
     with threads_for(cost.shape[0] * cost.shape[1]):
-        f, g, n_iter, converged = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
-        return _result(cost, a, b, f, g, reg, reg_m, n_iter, converged, max_iter,
-                       want_plan=bool(return_plan))
+        run = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
+        return _result(cost, a, b, run, reg, reg_m, max_iter, want_plan=bool(return_plan))
