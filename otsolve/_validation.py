@@ -24,7 +24,8 @@ def as_float_array(x, name: str, copy: bool = True) -> np.ndarray:
         raise TypeError(f"{name} has complex dtype {arr.dtype}; optimal transport needs real numbers")
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} has dtype {arr.dtype}; expected real numbers (float or int)")
-    out = np.array(arr, dtype=np.float64, order="C", copy=True if copy else None)
+    # np.asarray, not np.array(copy=None): the latter is numpy >= 2 only
+    out = np.array(arr, dtype=np.float64, order="C") if copy else np.asarray(arr, np.float64, order="C")
     return out if out.flags.writeable else out.copy()  # Numba compiles read-only arrays anew
 
 
