@@ -12,10 +12,12 @@ from .._validation import as_float_array, check_count, check_points, check_posit
 from .._threads import MeasuredThreads
 from . import _kernels
 from .sgd import (BUDGET, CONVERGED, DEFAULT_BATCH, STALLED, VALUE_FLOOR, _budget, _progress_bar, _stalled,
-                  asgd_step, run_status)
+                  asgd_step, mass_term, run_status)
 
 MAX_CHECKS = 500      # default budget when n_iter is None: this many checks of check_every steps
 SAMPLING_SIGMAS = 3.0  # a stalled run is optimal when its cell masses match b to this many sigmas
+SPREAD_ROWS = 1000     # evaluation samples whose costs estimate the cost spread,
+BLOCK_PAIRS = 2**16    # computed this many at a time
 
 
 def semidiscrete_sgd(sample_source, y, b=None, *, reg=0.0, n_iter=None, max_iter=None,
@@ -128,17 +130,19 @@ class _State:
             self.log_b = np.log(b)
         self.chunks = 4 * numba.get_num_threads()
         self.threads = None  # set by the caller, which knows the batch size
-        self.spread = float(np.ptp(_cost_block(x_eval[:1000], y, code, p))) or 1.0
+        self.offset, top = _cost_range(x_eval[:SPREAD_ROWS], y, code, p)
+        self.spread = (top - self.offset) or 1.0
 
     def evaluate(self, g):
         n, m = self.x.shape[0], self.y.shape[0]
         f, linear, colsum = np.empty(n), np.empty(n), np.empty((self.chunks, m))
         with self.threads.using():
             _kernels.evaluate(self.source, n, self.a, g, self.log_b, self.reg, f, colsum, linear)
-        return float(self.a @ f + self.b @ g), f, colsum.sum(axis=0), float(linear.sum())
+        value = float(self.a @ f + self.b @ g) + mass_term(self.reg, self.mass)
+        return value, f, colsum.sum(axis=0), float(linear.sum())
 
     def denominator(self, value):
-        return max(abs(value), VALUE_FLOOR * self.spread * self.mass)
+        return max(abs(value - self.offset * self.mass), VALUE_FLOOR * self.spread * self.mass)
 
     def sampling_error(self):
         """SAMPLING_SIGMAS standard deviations of the L1 error of the cell masses counted on the
@@ -147,10 +151,16 @@ class _State:
         return SAMPLING_SIGMAS * float(np.sqrt(b * np.maximum(self.mass - b, 0.0) / n).sum())
 
 
-def _cost_block(x, y, code, p):
-    out = np.empty((x.shape[0], y.shape[0]))
-    _cost_matrix(x, y, code, p, out)
-    return out
+def _cost_range(x, y, code, p):
+    """min and max of the costs between x and y, by blocks of rows: O(m) memory."""
+    lo, hi = math.inf, -math.inf
+    rows = max(1, BLOCK_PAIRS // y.shape[0])
+    out = np.empty((min(rows, x.shape[0]), y.shape[0]))
+    for start in range(0, x.shape[0], rows):
+        block = out[:min(rows, x.shape[0] - start)]
+        _cost_matrix(x[start:start + rows], y, code, p, block)
+        lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+    return lo, hi
 
 
 def _draw(sample_source, n, rng, dim):

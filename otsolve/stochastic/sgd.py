@@ -29,7 +29,10 @@ ASGD_STEP = 0.5        # ASGD step constant in units of spread(C) sqrt(m), see a
 ASGD_STEP_REG = 1.4    # or in units of reg / max(b) if larger: best within 2x for batches 4 to 64
 STALL_FACTOR = 0.5     # ASGD: at its O(1/sqrt k) rate the error left is ~2.4x the change of the value
                        # over the last half of the run; stop when that change < 0.5 tol |value|
-VALUE_FLOOR = 1e-9     # tolerances are relative to max(|value|, VALUE_FLOOR * spread(C) * mass)
+VALUE_FLOOR = 1e-9     # tolerances are relative to max(value - min(C) mass, VALUE_FLOOR spread(C) mass):
+                       # the value of C - min(C), so that an offset of C changes nothing
+REG_RESOLUTION = 1e-12  # a reg > 0 below this times spread(C) is solved as reg = 0: its steps
+                        # (proportional to reg) could not move g, and softmax is argmax to rounding
 CONVERGED, BUDGET, STALLED = "converged", "budget", "stalled"  # why a run stopped
 
 
@@ -117,6 +120,10 @@ def semidual_sgd(C, a=None, b=None, *, reg=0.0, method="sag", n_iter=None, max_i
     lr = None if lr is None else check_positive(lr, "lr")
     tol = check_positive(tol, "tol", allow_zero=True)
     prob = _Problem(C, a, b, batch_size, seed)
+    if 0 < reg < REG_RESOLUTION * prob.spread:
+        prob.note = (f"; reg={reg:.3g} is below {REG_RESOLUTION:g} x the cost spread {prob.spread:.3g}: "
+                     "solved as reg = 0")
+        reg = 0.0
     budget = _budget(n_iter, max_iter, MAX_EPOCHS * prob.epoch)
     check_every = prob.epoch if check_every is None else check_count(check_every, "check_every")
     run = _run_asgd if method == "asgd" else (_run_sag if reg > 0 else _run_sag_levels)
@@ -140,11 +147,13 @@ class _Problem:
         self.epoch = max(1, math.ceil(self.n / batch_size))
         self.rng = np.random.default_rng(seed)
         self.pending = np.empty(0, dtype=np.intp)  # drawn by sample_passes, not yet used
-        self.spread = float(C.max() - C.min()) or 1.0
+        self.offset = float(C.min())
+        self.spread = float(C.max() - self.offset) or 1.0
         self.chunks = 4 * numba.get_num_threads()
         self.buf = np.empty((batch_size, self.m))
         self.threads = MeasuredThreads(batch_size * self.m)
         self.tries, self.next_try = 0, 0
+        self.note = ""  # appended to the result's message
         self.last = None, None   # (g, evaluation) of the latest check
         self.bound = None, None  # (g, upper_bound) of the latest certificate tried
 
@@ -170,7 +179,7 @@ class _Problem:
         f, colsum = np.empty(self.n), np.empty((self.chunks, self.m))
         with self.threads.using():
             _kernels.evaluate(self.C, self.n, self.a, g, self.log_b, reg, f, colsum, NO_LINEAR)
-        return float(self.a @ f + self.b @ g), f, colsum.sum(axis=0)
+        return float(self.a @ f + self.b @ g) + mass_term(reg, self.mass), f, colsum.sum(axis=0)
 
     def upper_bound(self, g, reg, f, col):
         """Objective of the implied plan rounded onto the transport polytope (Altschuler,
@@ -185,7 +194,7 @@ class _Problem:
         with self.threads.using():
             _kernels.rounding_rows(self.C, self.a, f, g, self.log_b, reg, scale, log_scale, rows, closed,
                                    linear, worst, rounded)
-        upper, lp_upper = float(closed.sum()), float(rounded.sum())
+        upper, lp_upper = float(closed.sum()) + mass_term(reg, self.mass), float(rounded.sum())
         err_a, err_b = np.maximum(self.a - rows, 0.0), np.maximum(self.b - col * scale, 0.0)
         total, cols = err_a.sum(), np.flatnonzero(err_b > 0.0)
         if total > 0 and len(cols):
@@ -198,7 +207,7 @@ class _Problem:
         return upper, float(linear.sum()), float(worst.max()), lp_upper
 
     def denominator(self, value):
-        return max(abs(value), VALUE_FLOOR * self.spread * self.mass)
+        return max(abs(value - self.offset * self.mass), VALUE_FLOOR * self.spread * self.mass)
 
     def sag_step(self, reg):
         """SAG_STEP reg per sample of a batch, at most half the inverse curvature of the
@@ -311,6 +320,12 @@ def _run_asgd(prob, reg, lr, tol, budget, check_every, bar):
     return g_avg, steps, trace, BUDGET
 
 
+def mass_term(reg, mass):
+    """reg (M^2 - M): the entropic objective's KL(P | a b^T) has the terms -sum P + sum a b^T =
+    -M + M^2 at mass M, which the semi-dual a.f + b.g lacks (zero at unit mass only)."""
+    return reg * (mass * mass - mass)
+
+
 def asgd_step(spread, m):
     """Default ASGD step constant: potentials move on the scale of the cost spread while a
     gradient coordinate is O(1/m); measured best within 2x at m = 3 (semi-discrete, 1-D) and
@@ -335,7 +350,7 @@ def _result(prob, g, reg, steps, trace, stop, budget, return_plan):
             _kernels.implied_plan(prob.C, prob.a, g, prob.log_b, reg, plan)
     finite = math.isfinite(value) and bool(np.isfinite(g).all())
     gap = prob.bound[1][0] - value if stop == STALLED else None
-    status, message = run_status(stop, finite, budget, gap, prob.denominator(value))
+    status, message = run_status(stop, finite, budget, gap, prob.denominator(value), prob.note)
     res = _Result(value=value, value_linear=math.nan, plan=plan, f=f, g=g, status=status, n_iter=steps,
                   marginal_error=float(np.abs(col - prob.b).sum()), dual_value=value, message=message,
                   trace=np.asarray(trace, float))
@@ -387,11 +402,11 @@ def _progress_bar(total, show):
     return tqdm(total=total, disable=not show, unit="step", desc="semi-dual SGD", leave=False)
 
 
-def run_status(stop, finite, budget, gap=None, denominator=1.0):
+def run_status(stop, finite, budget, gap=None, denominator=1.0, note=""):
     """Status and message of a stochastic run stopped for reason ``stop`` (CONVERGED, BUDGET
     or STALLED, with the certified ``gap``, if any); warns unless it converged."""
     if stop == CONVERGED and finite:
-        return Status.OPTIMAL, "converged"
+        return Status.OPTIMAL, "converged" + note
     if not finite:
         status, message = Status.NUMERICAL_ERROR, "non-finite potentials; try a smaller lr"
     elif stop == STALLED:
@@ -403,5 +418,6 @@ def run_status(stop, finite, budget, gap=None, denominator=1.0):
         status = Status.MAX_ITER
         message = (f"stopped after n_iter={budget} steps before the stopping rule (tol) was met; "
                    "raise n_iter or tol")
+    message += note
     warnings.warn(message, ConvergenceWarning, stacklevel=4)
     return status, message
