@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import scipy.sparse
 
-from .._costs import cost_source, point_source
+from .._costs import cost_source, max_cost_bound, point_source, raise_overflow
 from .._result import ConvergenceWarning, OTResult, Status
 from .._validation import (as_float_array, check_balanced, check_count, check_finite, check_problem,
                            check_weights)
@@ -108,9 +108,12 @@ def _normalised(f, g, a, b):
 def exact_points(x, y, a, b, *, p, metric, max_iter=None) -> OTResult:
     """Exact OT between validated point clouds with costs computed on the fly: O(n + m) memory."""
     n, m = x.shape[0], y.shape[0]
+    raw = (a, b)
     a = check_weights(a, n, "a", dim_name="points in x")
-    b = check_balanced(a, check_weights(b, m, "b", dim_name="points in y"))
+    b = check_balanced(a, check_weights(b, m, "b", dim_name="points in y"), raw)
     src = cost_source(x, y, metric, p)
+    if not math.isfinite(max_cost_bound(x, y, src[3], src[4])):
+        raise_overflow(metric, p)
     axis = _principal_axis(np.concatenate([x, y]))
     orders = lambda rows, cols: (np.argsort(x[rows] @ axis), np.argsort(y[cols] @ axis))  # noqa: E731
     return _solve(src, (n, m), a, b, orders, _check_max_iter(max_iter))
@@ -146,7 +149,7 @@ def exact_batch(Cs, a=None, b=None, *, max_iter=None) -> list[OTResult]:
     check_finite(Cs, "Cs")
     A = _weight_rows(a, k, n, "a", f"rows of each cost matrix, Cs.shape == {Cs.shape}")
     B = _weight_rows(b, k, m, "b", f"columns of each cost matrix, Cs.shape == {Cs.shape}")
-    B = np.stack([check_balanced(A[t], B[t]) for t in range(k)])
+    B = np.stack([check_balanced(A[t], B[t], (a, b)) for t in range(k)])
     max_iter = _check_max_iter(max_iter)
     reduced = [reduce_costs(Cs[t]) for t in range(k)]  # in place on the validated copy
     batchable = (A > 0).all(axis=1) & (B > 0).all(axis=1)  # zero weights take the general path

@@ -343,6 +343,10 @@ def _result(prob, g, reg, steps, trace, stop, budget, return_plan):
     known, evaluation = prob.last
     same = known is not None and np.array_equal(known, g)  # the runner's last check, at this g
     value, f, col = evaluation if same else prob.evaluate(g, reg)
+    dead = prob.b == 0
+    if dead.any():  # potentials SGD never moves: the tightest feasible ones, as the exact solver
+        g = g.copy()
+        g[dead] = (prob.C[:, dead] - f[:, None]).min(axis=0)
     plan = None
     if return_plan:
         plan = np.empty((prob.n, prob.m))
