@@ -295,3 +295,21 @@ def test_cli_commands(tmp_path, capsys):
     assert main(["critic-error", "--settings", "gaussians", "--methods", "ctransform", "exact", "--reps", "1",
                  "--steps", "5", "--eval-batches", "2", "--figure", str(tmp_path / "ce.png")]) == 0
     assert "c-transform" in capsys.readouterr().out and (tmp_path / "ce.png").exists()
+
+
+@pytest.mark.parametrize("kwargs", [dict(method="exact", p=3), dict(method="sinkhorn"),
+                                    dict(method="exact", reg=0.1), dict(method="sinkhorn", reg=-1.0)])
+def test_otloss_validates_at_construction(kwargs):
+    method = kwargs.pop("method")
+    with pytest.raises(ValueError, match="p must|reg"):
+        OTLoss(method, **kwargs)
+
+
+def test_double_backward_is_refused_not_silently_wrong():
+    x = torch.randn(6, 2, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(5, 2, dtype=torch.float64)
+    loss = OTLoss("sinkhorn", reg=0.5)(x, y)
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(loss, x, create_graph=True)
+    (grad,) = torch.autograd.grad(OTLoss("sinkhorn", reg=0.5)(x, y), x)  # first order is fine
+    assert torch.isfinite(grad).all()

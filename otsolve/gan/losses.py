@@ -104,8 +104,10 @@ class _EnvelopeValue(torch.autograd.Function):
         return torch.tensor(value, dtype=x.dtype, device=x.device)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable  # the plan is fixed: no graph for a second order
     def backward(ctx, grad_out):
+        if torch.is_grad_enabled():  # create_graph=True: a silent graph-less gradient would be wrong
+            raise RuntimeError("ot_loss has first-order (envelope) gradients only: the plan is held "
+                               "fixed, so double backward (create_graph=True) is not supported")
         need_x, need_y = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         gx, gy = envelope_gradients(ctx.terms, ctx.xn, ctx.yn, ctx.p, need_x, need_y)
         out_x = _to_torch(gx, *ctx.x_meta) * grad_out.to(ctx.x_meta[0]) if need_x else None
