@@ -1,0 +1,100 @@
+"""One chunk of pairs, solved where it lands (this process or a Dask worker): the data each
+method needs (built once, shipped once) and the solve of a list of pairs (I[q], J[q])."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._costs import cost_code
+from .._result import Status
+from ..lp.network_simplex import REDUCED_COST_TOL
+from ..sliced import _kernels as sliced_kernels
+from ..sliced.sliced import project_sorted
+from . import _kernels
+
+
+@dataclass(frozen=True)
+class Packed:
+    """All clouds in one array: cloud k is points[offsets[k]:offsets[k + 1]] with its weights
+    (zero-weight points removed; weights None when every cloud is uniform)."""
+    points: np.ndarray
+    weights: np.ndarray | None
+    offsets: np.ndarray
+
+    def cloud(self, k):
+        lo, hi = self.offsets[k], self.offsets[k + 1]
+        w = None if self.weights is None else self.weights[lo:hi]
+        return self.points[lo:hi], w
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What to solve, beside the data: method, order p, metric and the method's options."""
+    method: str
+    p: float
+    metric: str
+    options: tuple  # sorted (name, value) pairs
+
+
+def prepare(packed: Packed, spec: Spec, theta=None):
+    """The data shipped to every worker: the packed clouds, or for "sliced"/"1d" every cloud's
+    projections on the directions theta, sorted, with their cumulative weights."""
+    if spec.method not in ("sliced", "1d"):
+        return packed
+    K = len(packed.offsets) - 1
+    clouds = [packed.cloud(k) for k in range(K)]
+    return project_sorted([x for x, _ in clouds], [w for _, w in clouds], theta)
+
+
+def solve_chunk(data, I, J, spec: Spec, parallel: bool = True):
+    """Solve pairs (I[q], J[q]): returns W_p values, int8 status codes and [(q, message)] for
+    the pairs that did not reach optimality."""
+    if spec.method == "sinkhorn":
+        return _sinkhorn_chunk(data, I, J, spec)
+    values = np.empty(len(I))
+    status = np.zeros(len(I), np.int64)
+    messages = []
+    if spec.method == "exact":
+        code, cost_p = cost_code(spec.metric, spec.p)
+        max_iter = dict(spec.options).get("max_iter")
+        max_iter = -1 if max_iter is None else max_iter
+        weights = data.weights if data.weights is not None else _uniform(data.offsets)
+        kernel = _kernels.exact_pairs if parallel else _kernels.exact_pairs_serial
+        kernel(data.points, weights, data.offsets, I, J, code, cost_p, REDUCED_COST_TOL, max_iter, values, status,
+               np.empty(len(I), np.int64))
+        messages = [(q, f"stopped after max_iter={max_iter} pivots before optimality: the plan is not optimal")
+                    for q in np.flatnonzero(status != Status.OPTIMAL)]
+    else:
+        S, CS, offsets = data
+        kernel = sliced_kernels.sliced_pairs if parallel else sliced_kernels.sliced_pairs_serial
+        kernel(S, CS, offsets, I, J, spec.p, values)
+    return np.maximum(values, 0.0) ** (1.0 / spec.p), status.astype(np.int8), messages
+
+
+def _uniform(offsets):
+    sizes = np.diff(offsets)
+    return np.repeat(1.0 / sizes, sizes)
+
+
+def _sinkhorn_chunk(packed, I, J, spec):
+    """One otsolve.wasserstein(method="sinkhorn") call per pair: each is already parallel inside."""
+    from ..wasserstein import wasserstein
+
+    values, status, messages = np.empty(len(I)), np.zeros(len(I), np.int8), []
+    for q, (i, j) in enumerate(zip(I, J)):
+        (x, a), (y, b) = packed.cloud(i), packed.cloud(j)
+        a = None if a is None else a / a.sum()
+        b = None if b is None else b / b.sum()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # reported once for the job, with the pairs
+                res = wasserstein(x, y, a, b, p=spec.p, metric=spec.metric, method="sinkhorn", **dict(spec.options))
+            values[q], status[q] = res.value, res.status
+            if res.status != Status.OPTIMAL:
+                messages.append((q, res.message))
+        except (ArithmeticError, ValueError) as err:  # a failed pair must not lose the others
+            values[q], status[q] = np.nan, Status.NUMERICAL_ERROR
+            messages.append((q, f"{type(err).__name__}: {err}"))
+    return values, status, messages
