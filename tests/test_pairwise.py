@@ -175,3 +175,16 @@ def test_dask_run_survives_a_killed_worker():
             assert set(client.run(os.getpid).values()) != set(pids.values())  # the nanny replaced it
     assert "res" in out
     np.testing.assert_array_equal(out["res"].distances, local.distances)
+
+
+def test_command_line_saves_the_matrix(tmp_path, capsys):
+    from otsolve.cli import main
+    clouds, _ = _collection(10, K=3, weighted=False)
+    files = []
+    for k, x in enumerate(clouds):
+        files.append(str(tmp_path / f"cloud{k}.npy"))
+        np.save(files[-1], x)
+    out = str(tmp_path / "D.npy")
+    assert main(["pairwise", *files, "--method", "exact", "--p", "1", "--out", out, "--no-progress"]) == 0
+    np.testing.assert_array_equal(np.load(out), otsolve.pairwise(clouds, p=1).distances)
+    assert "3 clouds (3 pairs)" in capsys.readouterr().out
