@@ -69,7 +69,7 @@ def sorted_cumulative(values, weights):
     n = values.shape[1]
     if weights is None:
         return np.sort(values, axis=1), (np.arange(1, n + 1) / n)[None, :]
-    order = np.argsort(values, axis=1, kind="stable")
+    order = np.argsort(values, axis=1)  # ties in any order: the quantile function is the same
     sorted_values = np.take_along_axis(values, order, axis=1)
     w = weights[order] if weights.ndim == 1 else np.take_along_axis(weights, order, axis=1)
     cum = np.cumsum(w, axis=1)

@@ -131,7 +131,7 @@ class _Objective:
 
 
 def _order(values, weights):
-    order = np.argsort(values, kind="stable")
+    order = np.argsort(values)
     cum = np.arange(1, len(values) + 1) / len(values) if weights is None else np.cumsum(weights[order])
     if weights is not None:
         cum /= cum[-1]
