@@ -46,6 +46,17 @@ def test_exact_equals_the_loop_over_wasserstein(p, metric):
     assert res.seconds > 0
 
 
+def test_pairs_too_large_for_a_dense_matrix_go_one_by_one(monkeypatch):
+    from otsolve.collections import _chunks
+    monkeypatch.setattr(_chunks, "DENSE_MAX_ENTRIES", 100)  # pairs above 100 costs: the per-pair path
+    clouds, weights = _collection(11)
+    res = otsolve.pairwise(clouds, weights, p=2, chunk_size=7)
+    expected = _loop(lambda x, y, a, b: otsolve.wasserstein(x, y, a, b).value, clouds, weights)
+    np.testing.assert_allclose(res.distances, expected, rtol=LOOP_RTOL, atol=0)
+    sizes = np.array([np.count_nonzero(w) for w in weights])
+    assert (np.outer(sizes, sizes) > 100).any() and (np.outer(sizes, sizes) <= 100).any()  # both paths ran
+
+
 def test_sinkhorn_equals_the_loop_to_the_bit():
     clouds, weights = _collection(1, K=4)
     res = otsolve.pairwise(clouds, weights, method="sinkhorn", reg=0.1, tol=1e-8)

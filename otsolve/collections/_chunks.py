@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from .._costs import cost_code
@@ -12,6 +13,7 @@ from .._result import Status
 from ..lp.network_simplex import REDUCED_COST_TOL
 from ..sliced import _kernels as sliced_kernels
 from ..sliced.sliced import project_sorted
+from ..wasserstein import DENSE_MAX_ENTRIES, wasserstein
 from . import _kernels
 
 
@@ -52,25 +54,44 @@ def solve_chunk(data, I, J, spec: Spec, parallel: bool = True):
     """Solve pairs (I[q], J[q]): returns W_p values, int8 status codes and [(q, message)] for
     the pairs that did not reach optimality."""
     if spec.method == "sinkhorn":
-        return _sinkhorn_chunk(data, I, J, spec)
-    values = np.empty(len(I))
-    status = np.zeros(len(I), np.int64)
-    messages = []
+        return _loop_chunk(data, I, J, spec)
     if spec.method == "exact":
+        return _exact_chunk(data, I, J, spec, parallel)
+    S, CS, offsets = data
+    values = np.empty(len(I))
+    with numba.parallel_chunksize(1):  # pairs of unequal sizes: threads take the next pair when free
+        (sliced_kernels.sliced_pairs if parallel else sliced_kernels.sliced_pairs_serial)(S, CS, offsets, I, J,
+                                                                                        spec.p, values)
+    return np.maximum(values, 0.0) ** (1.0 / spec.p), np.zeros(len(I), np.int8), []
+
+
+def _exact_chunk(packed, I, J, spec, parallel):
+    """Pairs whose cost matrix fits (DENSE_MAX_ENTRIES) in one parallel kernel; larger ones one
+    by one through otsolve.wasserstein, which then prices on the fly."""
+    sizes = np.diff(packed.offsets)
+    big = sizes[I] * sizes[J] > DENSE_MAX_ENTRIES
+    values, status, messages = np.empty(len(I)), np.zeros(len(I), np.int8), []
+    small = np.flatnonzero(~big)
+    if len(small):
         code, cost_p = cost_code(spec.metric, spec.p)
         max_iter = dict(spec.options).get("max_iter")
         max_iter = -1 if max_iter is None else max_iter
-        weights = data.weights if data.weights is not None else _uniform(data.offsets)
+        weights = packed.weights if packed.weights is not None else _uniform(packed.offsets)
+        out, codes = np.empty(len(small)), np.empty(len(small), np.int64)
         kernel = _kernels.exact_pairs if parallel else _kernels.exact_pairs_serial
-        kernel(data.points, weights, data.offsets, I, J, code, cost_p, REDUCED_COST_TOL, max_iter, values, status,
-               np.empty(len(I), np.int64))
-        messages = [(q, f"stopped after max_iter={max_iter} pivots before optimality: the plan is not optimal")
-                    for q in np.flatnonzero(status != Status.OPTIMAL)]
-    else:
-        S, CS, offsets = data
-        kernel = sliced_kernels.sliced_pairs if parallel else sliced_kernels.sliced_pairs_serial
-        kernel(S, CS, offsets, I, J, spec.p, values)
-    return np.maximum(values, 0.0) ** (1.0 / spec.p), status.astype(np.int8), messages
+        with numba.parallel_chunksize(1):  # pivot counts vary: threads take the next pair when free
+            kernel(packed.points, weights, packed.offsets, I[small], J[small], code, cost_p, REDUCED_COST_TOL,
+                   max_iter, out, codes, np.empty(len(small), np.int64))
+        values[small] = np.maximum(out, 0.0) ** (1.0 / spec.p)
+        status[small] = codes
+        messages = [(int(q), f"stopped after max_iter={max_iter} pivots before optimality: the plan is not optimal")
+                    for q in small[codes != Status.OPTIMAL]]
+    if big.any():
+        big = np.flatnonzero(big)
+        v, st, msg = _loop_chunk(packed, I[big], J[big], spec)
+        values[big], status[big] = v, st
+        messages = sorted(messages + [(int(big[q]), m) for q, m in msg])
+    return values, status, messages
 
 
 def _uniform(offsets):
@@ -78,10 +99,9 @@ def _uniform(offsets):
     return np.repeat(1.0 / sizes, sizes)
 
 
-def _sinkhorn_chunk(packed, I, J, spec):
-    """One otsolve.wasserstein(method="sinkhorn") call per pair: each is already parallel inside."""
-    from ..wasserstein import wasserstein
-
+def _loop_chunk(packed, I, J, spec):
+    """One otsolve.wasserstein call per pair (Sinkhorn; exact on the largest clouds): each is
+    already parallel inside."""
     values, status, messages = np.empty(len(I)), np.zeros(len(I), np.int8), []
     for q, (i, j) in enumerate(zip(I, J)):
         (x, a), (y, b) = packed.cloud(i), packed.cloud(j)
@@ -90,7 +110,7 @@ def _sinkhorn_chunk(packed, I, J, spec):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # reported once for the job, with the pairs
-                res = wasserstein(x, y, a, b, p=spec.p, metric=spec.metric, method="sinkhorn", **dict(spec.options))
+                res = wasserstein(x, y, a, b, p=spec.p, metric=spec.metric, method=spec.method, **dict(spec.options))
             values[q], status[q] = res.value, res.status
             if res.status != Status.OPTIMAL:
                 messages.append((q, res.message))

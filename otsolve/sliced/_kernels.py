@@ -16,7 +16,7 @@ def merge_cost(u, cu, v, cv, p):
     while i < n and j < m:
         level = min(cu[i], cv[j])
         d = abs(u[i] - v[j])
-        total += (level - prev) * (d if p == 1.0 else d ** p)
+        total += (level - prev) * (d if p == 1.0 else d * d if p == 2.0 else d ** p)
         prev = level
         if cu[i] <= level:
             i += 1
