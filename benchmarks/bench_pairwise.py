@@ -5,14 +5,22 @@
 
 Same process, same data. Pairwise rows: otsolve.pairwise locally (all Numba threads) and on a
 2-worker Dask LocalCluster (one thread each), against a Python loop over POT's ot.emd2 (one
-thread). The value gap is max |D - D_POT|. ``wasserstein.PairwiseEMD`` needs numpy < 2 (its own
-environment) and is not run here. The first otsolve call (Numba compilation or cache load) is
+thread) and Komiske's ``wasserstein.PairwiseEMD`` (C++/OpenMP, 2 threads). PairwiseEMD's wheels need
+numpy < 2, so it runs in its own environment, on the same data saved to a file:
+
+    python -m venv /tmp/pemd && /tmp/pemd/bin/pip install "numpy<2" wasserstein==1.1.0
+    python benchmarks/bench_pairwise.py --pairwise-emd-python /tmp/pemd/bin/python
+
+The value gap is max |D - D_POT|. The first otsolve call (Numba compilation or cache load) is
 timed apart.
 """
 from __future__ import annotations
 
 import argparse
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -32,16 +40,39 @@ def pot_loop(clouds):
     return D
 
 
+PAIRWISE_EMD = """
+import sys, time, numpy as np, wasserstein
+data = np.load(sys.argv[1])
+events = [np.hstack([np.full((len(x), 1), 1.0 / len(x)), x]) for x in (data[k] for k in sorted(data, key=int))]
+emd = wasserstein.PairwiseEMD(beta=2.0, norm=True, num_threads=2, print_every=0)
+emd(events[:2])  # warm-up
+start = time.perf_counter()
+emd(events)
+seconds = time.perf_counter() - start
+np.save(sys.argv[2], np.sqrt(np.maximum(emd.emds(), 0.0)))
+print(seconds)
+"""
+
+
+def pairwise_emd_run(python, clouds):
+    """(seconds, D) of wasserstein.PairwiseEMD (W2, 2 threads) run by another interpreter."""
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez(Path(tmp) / "clouds.npz", **{str(k): x for k, x in enumerate(clouds)})
+        out = subprocess.run([python, "-c", PAIRWISE_EMD, str(Path(tmp) / "clouds.npz"), str(Path(tmp) / "D.npy")],
+                             capture_output=True, text=True, check=True)
+        return float(out.stdout.split()[-1]), np.load(Path(tmp) / "D.npy")
+
+
 def dask_run(clouds):
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        client.run(lambda: otsolve.pairwise(clouds[:2]))  # workers import and load the Numba cache
+        otsolve.pairwise(clouds[:4], client=client, chunk_size=1)  # every worker loads the Numba cache
         return timed(lambda: otsolve.pairwise(clouds, client=client).distances)
 
 
-def pairwise_rows(K, n):
+def pairwise_rows(K, n, emd_python=None):
     clouds = collection(K, n)
     start = time.perf_counter()
     otsolve.pairwise(clouds[:2])
@@ -51,6 +82,11 @@ def pairwise_rows(K, n):
     rows = [["POT ot.emd2 loop", f"{t_pot:.2f}", "1.00", "0"],
             [f"otsolve local ({numba.get_num_threads()} threads)", f"{t_local:.2f}", f"{t_pot / t_local:.2f}",
              f"{np.abs(D_local - D_pot).max():.1e}"]]
+    if emd_python:
+        t_emd, D_emd = pairwise_emd_run(emd_python, clouds)
+        rows.append(["wasserstein.PairwiseEMD (2 threads)", f"{t_emd:.2f}", f"{t_pot / t_emd:.2f}",
+                     f"{np.abs(D_emd - D_pot).max():.1e}"])
+        rows[1][-1] += f" ({t_emd / t_local:.2f}x PairwiseEMD)"
     try:
         t_dask, D_dask = dask_run(clouds)
         rows.append(["otsolve Dask LocalCluster (2 workers)", f"{t_dask:.2f}", f"{t_pot / t_dask:.2f}",
@@ -89,6 +125,8 @@ def line_rows(n):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    quick = parser.parse_args().quick
-    line_rows(10**5 if quick else 10**6)
-    pairwise_rows(12 if quick else 60, 100 if quick else 300)
+    parser.add_argument("--pairwise-emd-python", default=None,
+                        help="an interpreter with numpy < 2 and wasserstein 1.1.0 (PairwiseEMD's row)")
+    args = parser.parse_args()
+    line_rows(10**5 if args.quick else 10**6)
+    pairwise_rows(12 if args.quick else 60, 100 if args.quick else 300, args.pairwise_emd_python)

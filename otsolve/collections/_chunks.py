@@ -2,6 +2,7 @@
 method needs (built once, shipped once) and the solve of a list of pairs (I[q], J[q])."""
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from .._costs import cost_code
 from .._result import Status
+from .._threads import threads_for
 from ..lp.network_simplex import REDUCED_COST_TOL
 from ..sliced import _kernels as sliced_kernels
 from ..sliced.sliced import project_sorted
@@ -59,7 +61,7 @@ def solve_chunk(data, I, J, spec: Spec, parallel: bool = True):
         return _exact_chunk(data, I, J, spec, parallel)
     S, CS, offsets = data
     values = np.empty(len(I))
-    with numba.parallel_chunksize(1):  # pairs of unequal sizes: threads take the next pair when free
+    with _threads(parallel, pair_work(spec, offsets, S.shape[0], I, J).sum()):
         (sliced_kernels.sliced_pairs if parallel else sliced_kernels.sliced_pairs_serial)(S, CS, offsets, I, J,
                                                                                         spec.p, values)
     return np.maximum(values, 0.0) ** (1.0 / spec.p), np.zeros(len(I), np.int8), []
@@ -79,7 +81,7 @@ def _exact_chunk(packed, I, J, spec, parallel):
         weights = packed.weights if packed.weights is not None else _uniform(packed.offsets)
         out, codes = np.empty(len(small)), np.empty(len(small), np.int64)
         kernel = _kernels.exact_pairs if parallel else _kernels.exact_pairs_serial
-        with numba.parallel_chunksize(1):  # pivot counts vary: threads take the next pair when free
+        with _threads(parallel, pair_work(spec, packed.offsets, 0, I[small], J[small]).sum()):
             kernel(packed.points, weights, packed.offsets, I[small], J[small], code, cost_p, REDUCED_COST_TOL,
                    max_iter, out, codes, np.empty(len(small), np.int64))
         values[small] = np.maximum(out, 0.0) ** (1.0 / spec.p)
@@ -92,6 +94,26 @@ def _exact_chunk(packed, I, J, spec, parallel):
         values[big], status[big] = v, st
         messages = sorted(messages + [(int(big[q]), m) for q, m in msg])
     return values, status, messages
+
+
+def pair_work(spec, offsets, n_directions, I, J):
+    """Cost entries (exact, Sinkhorn) or merge steps (sliced, 1-D) of each pair: the unit of
+    otsolve._threads.threads_for."""
+    sizes = np.diff(offsets)
+    if spec.method in ("sliced", "1d"):
+        return n_directions * (sizes[I] + sizes[J])
+    return sizes[I] * sizes[J]
+
+
+@contextlib.contextmanager
+def _threads(parallel, work):
+    """All threads, taking the next pair when free (pivot counts vary), for enough work; one
+    thread for a small chunk, whose wake-up of the others could cost more than the pairs."""
+    if not parallel:
+        yield
+        return
+    with threads_for(work), numba.parallel_chunksize(1):
+        yield
 
 
 def _uniform(offsets):

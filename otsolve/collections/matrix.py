@@ -9,7 +9,6 @@ import time
 import warnings
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -19,12 +18,14 @@ from .._validation import check_choice, check_count, check_points, check_positiv
 from ..lp.network_simplex import _principal_axis
 from ..sliced.oned import check_order
 from ..sliced.sliced import directions_for
-from ._chunks import Packed, Spec, prepare, solve_chunk
+from .._threads import PARALLEL_MIN_PAIRS
+from ._chunks import Packed, Spec, pair_work, prepare, solve_chunk
 
 METHODS = ("exact", "sinkhorn", "sliced", "1d")
 SLICED_OPTIONS = ("n_projections", "projections", "directions", "seed")
 CHUNKS_PER_JOB = 100  # about this many chunks: a smooth progress bar, few task round trips
-MAX_CHUNK = 1024      # pairs per chunk at most: a lost Dask task costs little to redo
+MAX_CHUNK = 1024      # pairs per Dask task at most: a lost task costs little to redo
+TASK_MIN_WORK = 10**6  # cost entries per Dask task at least (~10 ms of simplex): task overhead is ~1-20 ms
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ def pairwise(clouds, weights=None, *, p=2, metric="euclidean", method="exact", c
     client = None if client is None else _check_client(client)
     jobs = _Job((K, L), I, J, 0 if symmetric else K, store, _fingerprint(packed, spec, theta))
     data = prepare(packed, spec, theta)
-    size = _chunk_size(chunk_size, len(jobs.I))
+    size = _chunk_size(chunk_size, pair_work(spec, packed.offsets, 0 if theta is None else theta.shape[1],
+                                             jobs.I, jobs.J), client)
     chunks = [(jobs.I[s:s + size], jobs.J[s:s + size]) for s in range(0, len(jobs.I), size)]
     with tqdm(total=len(jobs.I), disable=not progress, unit="pair") as bar:
         def on_done(c, result):
@@ -236,11 +238,19 @@ def _check_client(client):
     return check_client(client)
 
 
-def _chunk_size(chunk_size, n_pairs):
+def _chunk_size(chunk_size, work, client):
+    """Pairs per chunk: about 1/CHUNKS_PER_JOB of them, and at least PARALLEL_MIN_PAIRS of work
+    locally (waking the threads for less can cost more than the pairs on a busy machine) or
+    TASK_MIN_WORK per Dask task (its overhead), leaving 4 tasks per worker thread."""
     if chunk_size is not None:
         return check_count(chunk_size, "chunk_size")
-    floor = 2 * numba.get_num_threads()  # every thread busy within a chunk
-    return max(1, min(MAX_CHUNK, max(floor, math.ceil(n_pairs / CHUNKS_PER_JOB))))
+    n = len(work)
+    size = max(1, math.ceil(n / CHUNKS_PER_JOB))
+    mean = max(float(work.mean()), 1.0) if n else 1.0
+    if client is None:
+        return max(size, math.ceil(PARALLEL_MIN_PAIRS / mean))
+    threads = max(1, sum(client.nthreads().values()))
+    return max(1, min(MAX_CHUNK, math.ceil(n / (4 * threads)), max(size, math.ceil(TASK_MIN_WORK / mean))))
 
 
 def _fingerprint(packed, spec, theta):
