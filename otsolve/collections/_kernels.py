@@ -9,7 +9,8 @@ from ..lp._kernels import solve
 @njit(cache=True, inline="always")
 def _exact_pair(points, weights, lo_i, hi_i, lo_j, hi_j, code, p, tol, max_iter):
     """(<C, P*>, status, pivots) of one pair by the network simplex of otsolve.exact, with the
-    same dense costs, marginals (unit mass, b rescaled to the mass of a), pricing block and start."""
+    same dense costs, marginals (unit mass, b rescaled to the mass of a) and pricing block, from
+    the north-west corner in the order of the points."""
     n, m = hi_i - lo_i, hi_j - lo_j
     x, y = points[lo_i:hi_i], points[lo_j:hi_j]
     C = np.empty((n, m))

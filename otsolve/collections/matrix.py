@@ -10,7 +10,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .._costs import cost_code
 from .._result import ConvergenceWarning, Status
@@ -117,6 +116,8 @@ def pairwise(clouds, weights=None, *, p=2, metric="euclidean", method="exact", c
     size = _chunk_size(chunk_size, pair_work(spec, packed.offsets, 0 if theta is None else theta.shape[1],
                                              jobs.I, jobs.J), client)
     chunks = [(jobs.I[s:s + size], jobs.J[s:s + size]) for s in range(0, len(jobs.I), size)]
+    from tqdm.auto import tqdm  # lazily, as the other solvers: import otsolve stays light
+
     with tqdm(total=len(jobs.I), disable=not progress, unit="pair") as bar:
         def on_done(c, result):
             jobs.record(chunks[c][0], chunks[c][1], *result)
