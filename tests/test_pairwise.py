@@ -199,3 +199,12 @@ def test_command_line_saves_the_matrix(tmp_path, capsys):
     assert main(["pairwise", *files, "--method", "exact", "--p", "1", "--out", out, "--no-progress"]) == 0
     np.testing.assert_array_equal(np.load(out), otsolve.pairwise(clouds, p=1).distances)
     assert "3 clouds (3 pairs)" in capsys.readouterr().out
+
+
+def test_inputs_are_unchanged():
+    clouds, weights = _collection(12)
+    copies = [x.copy() for x in clouds], [w.copy() for w in weights]
+    otsolve.pairwise(clouds, weights)
+    otsolve.pairwise(clouds, weights, method="sliced", seed=0)
+    for got, want in zip(clouds + weights, copies[0] + copies[1]):
+        np.testing.assert_array_equal(got, want)

@@ -8,6 +8,12 @@ from numba import njit, prange
 
 
 @njit(cache=True, inline="always")
+def _advance(cu, cv, i, j, level):
+    """The next cell of the merge: past every sample whose cumulative weight is reached."""
+    return i + (cu[i] <= level), j + (cv[j] <= level)
+
+
+@njit(cache=True, inline="always")
 def merge_cost(u, cu, v, cv, p):
     """sum_k (t_k - t_{k-1}) |F^-1(t_k) - G^-1(t_k)|^p over the merged levels t_k of cu and cv."""
     n, m = u.shape[0], v.shape[0]
@@ -18,10 +24,7 @@ def merge_cost(u, cu, v, cv, p):
         d = abs(u[i] - v[j])
         total += (level - prev) * (d if p == 1.0 else d * d if p == 2.0 else d ** p)
         prev = level
-        if cu[i] <= level:
-            i += 1
-        if cv[j] <= level:
-            j += 1
+        i, j = _advance(cu, cv, i, j, level)
     return total
 
 
@@ -68,8 +71,5 @@ def merge_gradient(iu, cu, pu, iv, cv, pv, x, y, p, grad):
             for k in range(d):
                 grad[k] += w * (x[iu[i], k] - y[iv[j], k])
         prev = level
-        if cu[i] <= level:
-            i += 1
-        if cv[j] <= level:
-            j += 1
+        i, j = _advance(cu, cv, i, j, level)
     return total
