@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import scipy.stats
+from hypothesis import given, settings, strategies as st
 
 import otsolve
 from otsolve.sliced.sliced import draw_directions
@@ -42,6 +43,21 @@ def test_wasserstein_1d_matches_lp(p, case):
     expected = _lp_wp(u, v, a, b, p)
     assert otsolve.wasserstein_1d(u, v, a, b, p=p) == pytest.approx(expected, rel=LP_RTOL)
     assert otsolve.wasserstein_1d(v, u, b, a, p=p) == pytest.approx(expected, rel=LP_RTOL)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 9), m=st.integers(1, 9), seed=st.integers(0, 2**32 - 1), ties=st.booleans(),
+       zeros=st.booleans(), p=st.sampled_from([1.0, 1.5, 2.0, 3.0]))
+def test_property_small_samples_match_the_sorting_oracle(n, m, seed, ties, zeros, p):
+    rng = np.random.default_rng(seed)
+    u, v = _sample(rng, n, ties), _sample(rng, m, ties)
+    a, b = rng.random(n) + 0.1, rng.random(m) + 0.1
+    if zeros and n > 1:
+        a[0] = 0.0
+    expected = sorted_oracle(u, v, a, b, p) ** (1 / p)
+    assert otsolve.wasserstein_1d(u, v, a, b, p=p) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    if p == 1.0:
+        assert abs(otsolve.wasserstein_1d(u, v, a, b) - scipy.stats.wasserstein_distance(u, v, a, b)) <= SCIPY_ATOL
 
 
 def test_wasserstein_1d_batched_equals_looped():
