@@ -153,7 +153,7 @@ def test_import_does_not_import_dask():
     assert out.stdout.strip() == "False"
 
 
-def test_dask_run_equals_the_local_run_to_the_bit():
+def test_dask_run_equals_the_local_run_to_the_bit(tmp_path, monkeypatch):
     distributed = pytest.importorskip("distributed")
     clouds, weights = _collection(8, K=6)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
@@ -163,6 +163,13 @@ def test_dask_run_equals_the_local_run_to_the_bit():
             remote = otsolve.pairwise(clouds, weights, method=method, client=client, chunk_size=4, **options)
             np.testing.assert_array_equal(remote.distances, local.distances)
             np.testing.assert_array_equal(remote.status, local.status)
+        stored = otsolve.pairwise(clouds, weights, client=client, chunk_size=4, store=tmp_path / "job")
+    local = otsolve.pairwise(clouds, weights)
+    monkeypatch.setattr(pairwise_module, "solve_chunk", None)  # a finished store needs no solver
+    again = otsolve.pairwise(clouds, weights, store=tmp_path / "job")
+    np.testing.assert_array_equal(again.distances, stored.distances)
+    np.testing.assert_array_equal(again.distances, local.distances)
+    np.testing.assert_array_equal(again.status, local.status)
 
 
 def test_dask_run_survives_a_killed_worker():
