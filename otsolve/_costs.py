@@ -11,6 +11,8 @@ from ._validation import check_choice, check_point_clouds, check_positive
 
 METRICS = ("euclidean", "sqeuclidean", "cityblock")
 SQEUCLIDEAN, EUCLIDEAN_POW, CITYBLOCK_POW = 0, 1, 2  # kernel codes
+SUMSQ_MIN, SUMSQ_MAX = 1e-290, 1e290  # a sum of squares outside this range may have under- or
+                                      # overflowed: the Euclidean norm is then recomputed scaled
 
 
 def cost_code(metric: str, p: float) -> tuple[int, float]:
@@ -37,8 +39,23 @@ def pair_cost(x, i, y, j, code, p):
             s += d * d
         if code == SQEUCLIDEAN:
             return s
-        s = math.sqrt(s)
+        s = math.sqrt(s) if SUMSQ_MIN <= s <= SUMSQ_MAX else _scaled_norm(x, i, y, j)
     return s if p == 1.0 else s ** p
+
+
+@njit(cache=True)
+def _scaled_norm(x, i, y, j):
+    """|x_i - y_j| without under- or overflow of the squares (as hypot)."""
+    top = 0.0
+    for k in range(x.shape[1]):
+        top = max(top, abs(x[i, k] - y[j, k]))
+    if top == 0.0 or not math.isfinite(top):
+        return top
+    s = 0.0
+    for k in range(x.shape[1]):
+        d = (x[i, k] - y[j, k]) / top
+        s += d * d
+    return top * math.sqrt(s)
 
 
 @njit(cache=True, parallel=True)
@@ -73,7 +90,27 @@ def cost_matrix(x, y, *, p=2, metric="euclidean") -> np.ndarray:
     code, p = cost_code(metric, p)
     out = np.empty((x.shape[0], y.shape[0]))
     _cost_matrix(x, y, code, p, out)
+    if not np.isfinite(out.sum()):
+        raise_overflow(metric, p)
     return out
+
+
+def raise_overflow(metric, p):
+    raise ValueError(f"the costs {metric}(x, y) ** {p:g} of these points overflow float64; rescale "
+                     "x and y (the optimal plan does not change when both are scaled alike)")
+
+
+def max_cost_bound(x, y, code, p):
+    """An upper bound of the costs: the diameter of both clouds' bounding box to the power p,
+    computed without overflow of the squares (inf only if the bound itself overflows)."""
+    both = np.concatenate([x, y])
+    with np.errstate(over="ignore"):
+        extent = both.max(axis=0) - both.min(axis=0)
+        if code == CITYBLOCK_POW:
+            return float(np.power(extent.sum(), p))
+        top = extent.max()
+        diameter = top * np.sqrt(((extent / top) ** 2).sum()) if 0 < top < np.inf else top
+        return float(np.power(diameter, 2.0 if code == SQEUCLIDEAN else p))
 
 
 def point_source(x, y, code, p):
@@ -122,7 +159,8 @@ def point_costs(x, i, yT, j0, k, code, p, buf):
                 out[jj] += t * t
     if code == EUCLIDEAN_POW:
         for jj in range(k):
-            out[jj] = math.sqrt(out[jj])
+            t = out[jj]
+            out[jj] = math.sqrt(t) if SUMSQ_MIN <= t <= SUMSQ_MAX else _scaled_norm(x, i, yT.T, j0 + jj)
     if code != SQEUCLIDEAN and p != 1.0:
         for jj in range(k):
             out[jj] = out[jj] ** p

@@ -30,6 +30,9 @@ class Status(enum.IntEnum):
             return word == self.name.lower() or (self is Status.OPTIMAL and word == "converged")
         return int(self) == other
 
+    def __ne__(self, other):  # int's own __ne__ would answer for strings (always True)
+        return not self == other
+
     __hash__ = enum.IntEnum.__hash__
 
     def __str__(self):

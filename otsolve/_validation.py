@@ -9,6 +9,20 @@ import numbers
 import numpy as np
 
 MASS_RTOL = 1e-9  # relative mismatch of sum(a) and sum(b) tolerated (and then corrected) for balanced OT
+MASS_ULPS = 64.0  # ... or this many ulps of the weights' own precision (float32 weights normalised
+                  # separately differ in mass by ~log2(n) ulps: softmax outputs of a GAN)
+LOW_PRECISION = {"float16": np.finfo(np.float16).eps, "bfloat16": 2.0 ** -7,
+                 "float32": np.finfo(np.float32).eps}
+
+
+def mass_rtol(*raw) -> float:
+    """The mass tolerance for weights given as ``raw`` (numpy arrays, torch tensors, lists):
+    MASS_RTOL, or MASS_ULPS ulps of the lowest floating precision among them."""
+    eps = 0.0
+    for w in raw:
+        name = str(getattr(w, "dtype", "")).replace("torch.", "")
+        eps = max(eps, LOW_PRECISION.get(name, 0.0))
+    return max(MASS_RTOL, MASS_ULPS * eps)
 
 
 def as_float_array(x, name: str, copy: bool = True) -> np.ndarray:
@@ -24,7 +38,8 @@ def as_float_array(x, name: str, copy: bool = True) -> np.ndarray:
         raise TypeError(f"{name} has complex dtype {arr.dtype}; optimal transport needs real numbers")
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} has dtype {arr.dtype}; expected real numbers (float or int)")
-    out = np.array(arr, dtype=np.float64, order="C", copy=True if copy else None)
+    # np.asarray, not np.array(copy=None): the latter is numpy >= 2 only
+    out = np.array(arr, dtype=np.float64, order="C") if copy else np.asarray(arr, np.float64, order="C")
     return out if out.flags.writeable else out.copy()  # Numba compiles read-only arrays anew
 
 
@@ -59,7 +74,8 @@ def check_weights(w, size: int, name: str, *, dim_name: str = "entries") -> np.n
     if w.ndim != 1:
         raise ValueError(f"{name} must be 1-D; got shape {w.shape}")
     if w.shape[0] != size:
-        raise ValueError(f"{name} has {w.shape[0]} entries but must have {size} ({dim_name})")
+        hint = "; pass None for uniform weights" if w.shape[0] == 0 else ""
+        raise ValueError(f"{name} has {w.shape[0]} entries but must have {size} ({dim_name}){hint}")
     check_finite(w, name)
     if (w < 0).any():
         k = int(np.argmax(w < 0))
@@ -69,9 +85,11 @@ def check_weights(w, size: int, name: str, *, dim_name: str = "entries") -> np.n
     return w
 
 
-def check_balanced(a: np.ndarray, b: np.ndarray, rtol: float = MASS_RTOL) -> np.ndarray:
-    """Return ``b`` rescaled to the mass of ``a``; their masses must agree within ``rtol``."""
+def check_balanced(a: np.ndarray, b: np.ndarray, raw=()) -> np.ndarray:
+    """Return ``b`` rescaled to the mass of ``a``; their masses must agree within the tolerance
+    for the precision of the ``raw`` inputs they came from (:func:`mass_rtol`)."""
     sa, sb = float(a.sum()), float(b.sum())
+    rtol = mass_rtol(*raw)
     if abs(sa - sb) > rtol * max(sa, sb):
         raise ValueError(f"a and b must have equal total mass for balanced OT: sum(a)={sa!r}, "
                          f"sum(b)={sb!r}; normalise them (or use unbalanced OT)")
@@ -82,10 +100,11 @@ def check_problem(C, a, b, *, balanced: bool = True, copy: bool = True):
     """Validate a cost matrix with its two weight vectors: returns ``(C, a, b)``."""
     C = check_cost(C, copy=copy)
     n, m = C.shape
+    raw = (a, b)
     a = check_weights(a, n, "a", dim_name=f"rows of C, C.shape == {C.shape}")
     b = check_weights(b, m, "b", dim_name=f"columns of C, C.shape == {C.shape}")
     if balanced:
-        b = check_balanced(a, b)
+        b = check_balanced(a, b, raw)
     return C, a, b
 
 

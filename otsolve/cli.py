@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
 import sys
 import time
 
 import numpy as np
+
+DISTANCE_METHODS = ("exact", "sinkhorn", "sliced")
 
 
 def demo_clouds(n: int, seed: int = 0):
@@ -37,6 +42,70 @@ def _run_demo(args) -> int:
     print(f"    dual violation  = {res.max_dual_violation:.3e}   (max f_i + g_j - C_ij)")
     print(f"    marginal error  = {res.marginal_error:.3e}")
     return 0 if res.success else 1
+
+
+def load_points(path: str, name: str) -> np.ndarray:
+    """A point cloud (or weights) from ``.npy`` or from ``.csv`` / ``.txt`` (one point a row,
+    comma- or whitespace-separated); ValueError naming ``name`` if it cannot be read."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{name}: no such file {path!r}")
+    try:
+        if path.endswith(".npy"):
+            return np.load(path, allow_pickle=False)
+        with open(path) as fh:
+            first = fh.readline()
+        return np.loadtxt(path, delimiter="," if "," in first else None, ndmin=1)
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{name}: cannot read {path!r} as numbers ({str(err).splitlines()[0]})") from None
+
+
+def _load_weights(path, name, count):
+    """Weights from a file, one a row, normalised to mass 1 (files rarely sum to one exactly)."""
+    if path is None:
+        return None
+    w = np.asarray(load_points(path, name), dtype=float)
+    if w.ndim != 1 or len(w) != count:
+        raise ValueError(f"{name}: {path!r} holds {w.shape} values; need {count}, one a row (one per point)")
+    if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+        raise ValueError(f"{name}: weights must be finite, >= 0 and not all zero")
+    return w / w.sum()
+
+
+def _run_distance(args) -> int:
+    from . import wasserstein
+
+    x, y = load_points(args.X, "X"), load_points(args.Y, "Y")
+    a = _load_weights(args.weights_x, "--weights-x", len(x))
+    b = _load_weights(args.weights_y, "--weights-y", len(y))
+    if args.method == "sinkhorn" and args.reg is None:
+        raise ValueError("--reg is required with --method sinkhorn (entropic strength in cost units)")
+    if args.method != "sinkhorn" and args.reg is not None:
+        raise ValueError(f"--reg applies to --method sinkhorn only, not {args.method}")
+    start = time.perf_counter()
+    if args.method == "sliced":
+        from . import sliced_wasserstein
+        value = sliced_wasserstein(x, y, a, b, p=args.p, seed=0)
+        report = dict(value=value, status="optimal", seconds=time.perf_counter() - start)
+    else:
+        options = {} if args.reg is None else dict(reg=args.reg)
+        res = wasserstein(x, y, a, b, p=args.p, metric=args.metric, method=args.method, **options)
+        report = dict(value=res.value, transport_cost=res.value_linear, status=str(res.status),
+                      duality_gap=res.duality_gap, max_dual_violation=res.max_dual_violation,
+                      marginal_error=res.marginal_error, n_iter=res.n_iter,
+                      seconds=time.perf_counter() - start, message=res.message)
+    report.update(method=args.method, p=args.p, metric=args.metric, n=len(x), m=len(y))
+    if args.json:
+        print(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                          for k, v in report.items()}))
+    else:
+        print(f"W{args.p:g} ({args.method}, {args.metric}) between {args.X} ({len(x)} points) "
+              f"and {args.Y} ({len(y)} points) = {report['value']:.12g}")
+        for key in ("transport_cost", "status", "n_iter", "duality_gap", "max_dual_violation",
+                    "marginal_error", "seconds"):
+            if key in report:
+                v = report[key]
+                print(f"  {key:<18} = {v:.6g}" if isinstance(v, float) else f"  {key:<18} = {v}")
+    return 0 if report["status"] == "optimal" else 1
 
 
 def _run_gan(args) -> int:
@@ -71,11 +140,11 @@ def _add_gan_commands(commands) -> None:
     gan.add_argument("--data", default="gaussians8", help="gaussians8 or digits (default gaussians8)")
     gan.add_argument("--loss", default="sinkhorn_divergence",
                      help="exact, sinkhorn, sinkhorn_divergence, semidual, wc, gp or ctransform")
-    gan.add_argument("--steps", type=int, default=1000)
-    gan.add_argument("--batch-size", type=int, default=256)
-    gan.add_argument("--reg", type=float, default=None, help="entropic strength (default 0.1 for Sinkhorn)")
-    gan.add_argument("--p", type=int, default=2, help="cost |x - y|^p of the solver losses, 1 or 2")
-    gan.add_argument("--lr", type=float, default=None)
+    gan.add_argument("--steps", type=_positive(int, "--steps"), default=1000)
+    gan.add_argument("--batch-size", type=_positive(int, "--batch-size"), default=256)
+    gan.add_argument("--reg", type=_positive(float, "--reg"), default=None, help="entropic strength (default 0.1 for Sinkhorn)")
+    gan.add_argument("--p", type=int, choices=[1, 2], default=2, help="cost |x - y|^p of the solver losses, 1 or 2")
+    gan.add_argument("--lr", type=_positive(float, "--lr"), default=None)
     gan.add_argument("--seed", type=int, default=0)
     gan.add_argument("--out", default="gan_out", help="folder for samples.png and losses.png")
     gan.add_argument("--no-progress", dest="progress", action="store_false")
@@ -84,11 +153,11 @@ def _add_gan_commands(commands) -> None:
     study.add_argument("--settings", nargs="+", default=["gaussians", "digits"])
     study.add_argument("--methods", nargs="+",
                        default=["wc", "gp", "ctransform", "exact", "sinkhorn_divergence", "semidual"])
-    study.add_argument("--reps", type=int, default=20)
-    study.add_argument("--steps", type=int, default=500, help="critic training minibatches (default 500)")
-    study.add_argument("--batch-size", type=int, default=64)
-    study.add_argument("--eval-batches", type=int, default=20)
-    study.add_argument("--reg", type=float, default=0.05, help="reg of the Sinkhorn divergence row")
+    study.add_argument("--reps", type=_positive(int, "--reps"), default=20)
+    study.add_argument("--steps", type=_positive(int, "--steps"), default=500, help="critic training minibatches (default 500)")
+    study.add_argument("--batch-size", type=_positive(int, "--batch-size"), default=64)
+    study.add_argument("--eval-batches", type=_positive(int, "--eval-batches"), default=20)
+    study.add_argument("--reg", type=_positive(float, "--reg"), default=0.05, help="reg of the Sinkhorn divergence row")
     study.add_argument("--seed", type=int, default=0)
     study.add_argument("--figure", default="critic_error.png")
     study.add_argument("--progress", action="store_true")
@@ -98,11 +167,13 @@ def _add_gan_commands(commands) -> None:
 def _run_pairwise(args) -> int:
     from . import pairwise
 
-    clouds = [np.load(f) if f.endswith(".npy") else np.loadtxt(f, delimiter="," if f.endswith(".csv") else None,
-                                                                 ndmin=2) for f in args.files]
+    clouds = [load_points(f, f"FILES[{k}]") for k, f in enumerate(args.files)]
     client = None
     if args.scheduler:
-        from distributed import Client  # lazily: the dask extra only when asked for
+        try:
+            from distributed import Client  # lazily: the dask extra only when asked for
+        except ImportError:
+            raise ValueError("--scheduler needs dask.distributed: pip install 'otsolve[dask]'") from None
         client = Client(args.scheduler)
     options = {"reg": args.reg} if args.reg is not None else {}
     if args.method == "sliced":
@@ -121,9 +192,10 @@ def _add_pairwise_command(commands) -> None:
     cmd = commands.add_parser("pairwise", help="the K x K matrix of W_p between point clouds, one a file")
     cmd.add_argument("files", nargs="+", help=".npy, .csv or whitespace-separated text, one (n, d) cloud a file")
     cmd.add_argument("--method", default="exact", choices=["exact", "sinkhorn", "sliced", "1d"])
-    cmd.add_argument("--p", type=float, default=2.0, help="order of W_p (default 2)")
-    cmd.add_argument("--reg", type=float, default=None, help="entropic strength (method sinkhorn)")
-    cmd.add_argument("--n-projections", type=int, default=64, help="directions (method sliced, default 64)")
+    cmd.add_argument("--p", type=_positive(float, "--p"), default=2.0, help="order of W_p (default 2)")
+    cmd.add_argument("--reg", type=_positive(float, "--reg"), default=None, help="entropic strength (method sinkhorn)")
+    cmd.add_argument("--n-projections", type=_positive(int, "--n-projections"), default=64,
+                     help="directions (method sliced, default 64)")
     cmd.add_argument("--seed", type=int, default=0, help="seed of the directions (method sliced)")
     cmd.add_argument("--scheduler", default=None, help="address of a Dask scheduler (needs the dask extra)")
     cmd.add_argument("--store", default=None, help="folder keeping finished pairs: a rerun resumes")
@@ -132,14 +204,52 @@ def _add_pairwise_command(commands) -> None:
     cmd.set_defaults(run=_run_pairwise)
 
 
+def _add_distance_command(commands) -> None:
+    dist = commands.add_parser("distance", help="W_p between two point clouds read from files",
+                               description="W_p between the point clouds in files X and Y "
+                               "(.npy, or .csv/.txt with one point a row); weights files are "
+                               "normalised to mass 1. Exit code 0 when the result is optimal, 1 "
+                               "when not, 2 on bad input.")
+    dist.add_argument("X", help="source points: .npy, .csv or .txt, one point a row")
+    dist.add_argument("Y", help="target points, same dimension")
+    dist.add_argument("--weights-x", metavar="F", help="weights of X (one a row; default uniform)")
+    dist.add_argument("--weights-y", metavar="F", help="weights of Y (one a row; default uniform)")
+    dist.add_argument("--p", type=_positive(float, "--p"), default=2.0, help="order of W_p (default 2)")
+    dist.add_argument("--metric", default="euclidean", choices=["euclidean", "sqeuclidean", "cityblock"])
+    dist.add_argument("--method", default="exact", choices=DISTANCE_METHODS)
+    dist.add_argument("--reg", type=_positive(float, "--reg"), help="entropic strength (sinkhorn)")
+    dist.add_argument("--json", action="store_true", help="print one JSON object")
+    dist.set_defaults(run=_run_distance)
+
+
+def _positive(kind, name):
+    """An argparse type: a number of ``kind`` > 0, with an error naming the option."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a {kind.__name__}; got {text!r}") from None
+        if not value > 0 or (kind is float and not math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number > 0; got {text}")
+        return value
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line and exit code 2 (argparse's code), without the usage block."""
+        self.exit(2, f"otsolve: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="otsolve", description=__doc__)
-    commands = parser.add_subparsers(dest="command")
+    parser = _Parser(prog="otsolve", description=__doc__)
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
     demo = commands.add_parser("demo", help="exact Wasserstein distance on built-in demo clouds (default)")
     for p in (parser, demo):
-        p.add_argument("--n", type=int, default=3000, help="points per cloud (default 3000)")
-        p.add_argument("--p", type=float, default=2.0, help="order of W_p (default 2)")
+        p.add_argument("--n", type=_positive(int, "--n"), default=3000, help="points per cloud (default 3000)")
+        p.add_argument("--p", type=_positive(float, "--p"), default=2.0, help="order of W_p (default 2)")
         p.add_argument("--seed", type=int, default=0)
+    _add_distance_command(commands)
     _add_gan_commands(commands)
     _add_pairwise_command(commands)
     parser.set_defaults(run=_run_demo)
@@ -148,8 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run the command line; bad input ends with exit code 2 and one line naming it."""
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (ValueError, TypeError) as err:
+        print(f"otsolve: error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:  # torch for the gan commands
+        print(f"otsolve: error: {args.command} needs {err.name}: pip install 'otsolve[gan]' "
+              "(see the README for choosing a PyTorch build)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -30,8 +30,10 @@ def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean"
     metric : {"euclidean", "sqeuclidean", "cityblock"}
         The ground distance d.
     lazy : bool, optional
-        Compute costs on the fly instead of building the n x m matrix (O(n + m) memory). By
-        default only when the matrix would exceed ``DENSE_MAX_ENTRIES`` entries.
+        Exact method: compute costs on the fly instead of building the n x m matrix (O(n + m)
+        memory; then ``max_iter`` is the only option). By default only when the matrix would
+        exceed ``DENSE_MAX_ENTRIES`` entries. ``"sinkhorn"`` is always lazy (``lazy=False`` is
+        refused).
 
     Returns
     -------
@@ -49,12 +51,19 @@ def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean"
     """
     check_choice(method, "method", METHODS)
     if method == "sinkhorn":
+        if lazy is False:
+            raise ValueError("lazy=False does not apply to method='sinkhorn': it always computes "
+                             "costs on the fly (as a matrix for small problems); leave lazy=None")
         res = sinkhorn_points(x, y, a, b, p=p, metric=metric, **options)
         return dataclasses.replace(res, value=max(res.value_linear, 0.0) ** (1.0 / p))
     x, y = check_point_clouds(x, y)
     if lazy is None:
         lazy = x.shape[0] * y.shape[0] > DENSE_MAX_ENTRIES
     if lazy:
+        unknown = set(options) - {"max_iter"}
+        if unknown:
+            raise TypeError(f"wasserstein(..., lazy=True) does not take {', '.join(sorted(unknown))}; "
+                            "only max_iter (warm starts need the cost matrix: lazy=False)")
         res = exact_points(x, y, a, b, p=p, metric=metric, **options)
     else:
         res = exact(cost_matrix(x, y, p=p, metric=metric), a, b, **options)

@@ -437,7 +437,7 @@ def test_bad_reg(reg, err, match):
     (dict(a=-np.ones(40)), ValueError, "a has a negative weight"),
     (dict(C=np.full((3, 3), np.nan)), ValueError, "C contains nan"),
     (dict(C=np.ones(5)), ValueError, "C must be a 2-D"),
-    (dict(tol=0.0), ValueError, "tol must be > 0"),
+    (dict(tol=-1.0), ValueError, "tol must be >= 0"),
     (dict(max_iter=0), ValueError, "max_iter must be >= 1"),
     (dict(max_iter=2.5), TypeError, "max_iter must be an integer"),
     (dict(eps_scaling="yes"), TypeError, "eps_scaling"),

@@ -12,7 +12,7 @@ import numpy as np
 from .._costs import cost_code
 from .._result import Status
 from .._threads import threads_for
-from ..lp.network_simplex import REDUCED_COST_TOL
+from ..lp.network_simplex import CERTIFICATE_RTOL, REDUCED_COST_TOL
 from ..sliced import _kernels as sliced_kernels
 from ..sliced.sliced import project_sorted
 from ..wasserstein import DENSE_MAX_ENTRIES, wasserstein
@@ -67,6 +67,13 @@ def solve_chunk(data, I, J, spec: Spec, parallel: bool = True):
     return np.maximum(values, 0.0) ** (1.0 / spec.p), np.zeros(len(I), np.int8), []
 
 
+EXACT_MESSAGES = {
+    Status.MAX_ITER: "stopped after max_iter={max_iter} pivots before optimality: the plan is not optimal",
+    Status.NUMERICAL_ERROR: (f"the simplex stopped with max_ij f_i + g_j - C_ij above {CERTIFICATE_RTOL:g} of the "
+                             "reduced costs' spread: optimality is not certified; rescale the clouds"),
+}
+
+
 def _exact_chunk(packed, I, J, spec, parallel):
     """Pairs whose cost matrix fits (DENSE_MAX_ENTRIES) in one parallel kernel; larger ones one
     by one through otsolve.wasserstein, which then prices on the fly."""
@@ -83,11 +90,11 @@ def _exact_chunk(packed, I, J, spec, parallel):
         kernel = _kernels.exact_pairs if parallel else _kernels.exact_pairs_serial
         with _threads(parallel, pair_work(spec, packed.offsets, 0, I[small], J[small]).sum()):
             kernel(packed.points, weights, packed.offsets, I[small], J[small], code, cost_p, REDUCED_COST_TOL,
-                   max_iter, out, codes, np.empty(len(small), np.int64))
+                   CERTIFICATE_RTOL, max_iter, out, codes, np.empty(len(small), np.int64))
         values[small] = np.maximum(out, 0.0) ** (1.0 / spec.p)
         status[small] = codes
-        messages = [(int(q), f"stopped after max_iter={max_iter} pivots before optimality: the plan is not optimal")
-                    for q in small[codes != Status.OPTIMAL]]
+        messages = [(int(q), EXACT_MESSAGES[code].format(max_iter=max_iter))
+                    for q, code in zip(small, codes) if code != Status.OPTIMAL]
     if big.any():
         big = np.flatnonzero(big)
         v, st, msg = _loop_chunk(packed, I[big], J[big], spec)

@@ -13,6 +13,7 @@ from .._fastmath import FAST, fast_exp
 
 CHUNK = 256                 # columns per accumulator block: fits L1, vectorises
 SUM_MIN, SUM_MAX = 1e-200, 1e200   # a shifted sum outside this range is redone with the exact max
+N_STATS = 5                 # per-row statistics of plan_rows
 
 
 @njit(cache=True, inline="always", fastmath=FAST)
@@ -118,40 +119,61 @@ def softmin_cols(C, h, inv_reg, lse, K):
                 K[i, j0:j0 + k] *= inv
 
 
+PHI_SERIES = 0.1  # below this |z|, phi(z) = z e^z - e^z + 1 by its series (no cancellation)
+
+
+@njit(cache=True, inline="always", fastmath=FAST)
+def _phi(z, ez):
+    """z e^z - e^z + 1 = sum_k>=2 (k - 1) z^k / k! (P log(P/ab) - P + ab = ab phi(z) for
+    P = ab e^z), to a few ulps: the KL of a plan near a b^T (large reg) has no cancellation."""
+    if abs(z) >= PHI_SERIES:
+        return z * ez - ez + 1.0
+    acc, term = 0.0, z
+    for k in range(2, 12):
+        term *= z / k
+        acc += (k - 1) * term
+    return acc
+
+
 @njit(cache=True, inline="always", fastmath=FAST)
 def _plan_chunk(fi, gg, la, lb, cc, inv_reg, out, acc, ui, vv):
     """out_j = exp(la + lb_j + (fi + g_j - c_j) * inv_reg), or out_j * ui * v_j when ``vv`` is not
     empty (out holds the Gibbs kernel and u, v scale it to the plan); per-lane sums of P, P c,
-    P log(P/ab) and max of fi + g_j - c_j in acc (4, CHUNK): elementwise, so that it vectorises."""
+    a b phi(z) (the KL terms), max of fi + g_j - c_j, and a b (e^z - 1) (P - a b, without
+    cancellation) in acc (5, CHUNK), z = (fi + g_j - c_j) / reg: elementwise, so that it vectorises."""
     scaled = vv.shape[0] > 0
     for jj in range(cc.shape[0]):
         slack = fi + gg[jj] - cc[jj]
         z = slack * inv_reg
-        pij = out[jj] * ui * vv[jj] if scaled else fast_exp(la + lb[jj] + z)
+        ab = fast_exp(la + lb[jj])
+        ez = fast_exp(z)
+        pij = out[jj] * ui * vv[jj] if scaled else fast_exp(la + lb[jj] + z)  # no underflow of ab
         out[jj] = pij
         acc[0, jj] += pij
         acc[1, jj] += pij * cc[jj]
-        acc[2, jj] += pij * z
+        acc[2, jj] += ab * _phi(z, ez) if ab > 0.0 else 0.0
         acc[3, jj] = max(acc[3, jj], slack)
+        acc[4, jj] += ab * np.expm1(z) if ab > 0.0 else 0.0
 
 
 @njit(cache=True, inline="always", fastmath=FAST)
 def _reduce_stats(acc, stats):
     stats[0], stats[1], stats[2] = acc[0].sum(), acc[1].sum(), acc[2].sum()
     stats[3] = acc[3].max()
+    stats[4] = acc[4].sum()
 
 
 @njit(cache=True, parallel=True, fastmath=FAST)
 def plan_rows(src, n, f, g, log_a, log_b, inv_reg, P, stats, u, v):
-    """P_ij = exp(log a_i + log b_j + (f_i + g_j - C_ij) * inv_reg) for the n rows of a cost
-    source (see softmin_rows), or u_i P_ij v_j when v is not empty (P holding the Gibbs kernel);
-    stats[i] = (sum_j P_ij, sum_j P_ij C_ij, sum_j P_ij log(P_ij / a_i b_j), max_j f_i + g_j - C_ij).
-    An empty P (0 rows): the statistics only, no plan stored."""
+    """P_ij = a_i b_j exp((f_i + g_j - C_ij) * inv_reg) for the n rows of a cost source (see
+    softmin_rows), or u_i P_ij v_j when v is not empty (P holding the Gibbs kernel); stats[i] =
+    (sum_j P_ij, sum_j P_ij C_ij, sum_j P_ij log(P_ij / a_i b_j) - P_ij + a_i b_j, max_j f_i + g_j
+    - C_ij, sum_j P_ij - a_i b_j). An empty P (0 rows): the statistics only, no plan stored."""
     m = g.shape[0]
     store, scaled = P.shape[0] > 0, v.shape[0] > 0
     for i in prange(n):
         buf, scratch = np.empty(CHUNK), np.empty(CHUNK)
-        acc = np.zeros((4, CHUNK))
+        acc = np.zeros((N_STATS, CHUNK))
         acc[3, :] = -np.inf
         ui = u[i] if scaled else 1.0
         for j0 in range(0, m, CHUNK):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._costs import CITYBLOCK_POW, SQEUCLIDEAN, _cost_matrix, point_source
+from .._costs import _cost_matrix, max_cost_bound, point_source
 from . import _kernels
 
 
@@ -19,6 +19,9 @@ MAX_SQUARINGS = 6         # a squaring doubles the relative error of K: after th
                           # is rebuilt instead (K then stays within ~200 ulp of exact)
 PLAN_SCALING_MAX = 200.0  # and of those turning the kernel into the plan: entries of K lost to
                           # underflow are then < 1e-134 a_i b_j in the plan
+OFFSET_RATIO = 1.0        # a balanced problem whose costs sit further than their spread from 0 is
+                          # solved on C - min(C): potentials and C / reg then keep the digits of
+                          # the differences, so an offset changes neither the iterations nor the floor
 DENSE_MAX_PAIRS = 2**22   # point clouds with at most this many pairs are solved on a dense matrix
 NO_KERNEL, NO_SCALING = np.empty((0, 0)), np.empty(0)
 
@@ -32,10 +35,15 @@ class MatrixCost:
     instead, at most MAX_SQUARINGS times in a row. The log-domain column pass runs over blocks of columns, streaming over the rows, so
     no transposed copy of C is needed."""
 
-    def __init__(self, C):
+    def __init__(self, C, shift=False):
+        lo, hi = float(C.min()), float(C.max())
+        self.offset = 0.0  # subtracted from C (balanced problems only: the plan is the same)
+        if shift and abs(lo) > OFFSET_RATIO * (hi - lo):
+            C, self.offset = C - lo, lo  # a copy; differences of nearby floats are exact
         self.C = C
         self.shape = C.shape
-        self.scale = float(C.max() - C.min())
+        self.scale = hi - lo
+        self.max_abs = max(abs(lo - self.offset), abs(hi - self.offset))  # of the costs read
         self.K = np.empty(C.shape) if C.size <= KERNEL_MAX_PAIRS else None
         self.inv_reg = 0.0  # 1 / eps of K; 0 while it holds nothing usable
         self.squarings = 0  # since K was last built by a log-domain pass
@@ -113,7 +121,7 @@ class MatrixCost:
     def plan_stats(self, f, g, log_a, log_b, inv_reg, want_plan=True):
         """The plan (dense), per-row statistics and the column sums of the plan; the plan is the
         kernel scaled when that is exact to rounding (its memory is reused), else recomputed."""
-        stats = np.empty((self.shape[0], 4))
+        stats = np.empty((self.shape[0], _kernels.N_STATS))
         if self.K is None:
             P, u, v = np.empty(self.shape), NO_SCALING, NO_SCALING
         else:
@@ -138,19 +146,18 @@ class PointCost:
     recomputed in every pass; up to DENSE_MAX_PAIRS pairs they are computed once and solved as a
     :class:`MatrixCost` (its kept kernel makes an iteration ~10x faster; 64 MiB at most)."""
 
-    def __init__(self, x, y, code, p):
+    def __init__(self, x, y, code, p, shift=False):
         self.x, self.y, self.code, self.p = x, y, code, p
+        self.offset = 0.0
         self.sources = (point_source(x, y, code, p), point_source(y, x, code, p))  # C and C^T
         self.shape = (x.shape[0], y.shape[0])
-        both = np.concatenate([x, y])
-        extent = both.max(axis=0) - both.min(axis=0)
-        diameter = extent.sum() if code == CITYBLOCK_POW else float(np.sqrt((extent ** 2).sum()))
-        self.scale = float(diameter ** 2 if code == SQEUCLIDEAN else diameter ** p)  # >= max cost
+        self.scale = self.max_abs = max_cost_bound(x, y, code, p)
         self.dense = None
         if self.shape[0] * self.shape[1] <= DENSE_MAX_PAIRS:
             C = np.empty(self.shape)
             _cost_matrix(x, y, code, p, C)  # the same costs (to rounding) as the passes
-            self.dense = MatrixCost(C)
+            self.dense = MatrixCost(C, shift)
+            self.offset, self.max_abs = self.dense.offset, self.dense.max_abs
 
     def softmin(self, side, h, inv_reg, lse):
         if self.dense is not None:
@@ -165,7 +172,7 @@ class PointCost:
             return (P if want_plan else None), stats, cols
         n, m = self.shape
         P = np.empty(self.shape) if want_plan else NO_KERNEL
-        stats, col_stats = np.empty((n, 4)), np.empty((m, 4))
+        stats, col_stats = np.empty((n, _kernels.N_STATS)), np.empty((m, _kernels.N_STATS))
         _kernels.plan_rows(self.sources[0], n, f, g, log_a, log_b, inv_reg, P, stats, NO_SCALING,
                            NO_SCALING)
         _kernels.plan_rows(self.sources[1], m, g, f, log_b, log_a, inv_reg, NO_KERNEL, col_stats,

@@ -8,8 +8,8 @@ import numpy as np
 from .._result import OTResult
 from .._threads import threads_for
 from ._problem import PointCost
-from .sinkhorn import (DEFAULT_MAX_ITER, _check_options, _evaluate, _iterate, _iterate_symmetric, _log,
-                           _marginal_error, _point_problem, _schedule, _softmin, _status)
+from .sinkhorn import (DEFAULT_MAX_ITER, _check_options, _check_scale, _evaluate, _iterate, _iterate_symmetric,
+                       _log, _marginal_error, _point_problem, _Run, _schedule, _softmin, _status)
 
 AVERAGED_SPAN = 8     # final-level iterations over which the averaged updates' progress is read
 AVERAGED_STALL = 0.7  # ... and a contraction above this per iteration hands over to alternating
@@ -23,16 +23,17 @@ def _iterate_cross(cost, a, b, reg, tol, max_iter, eps_scaling):
     f, g = np.zeros(len(a)), np.zeros(len(b))
     T_f, T_g = np.zeros(len(a)), np.zeros(len(b))
     schedule = _schedule(cost.scale, reg, eps_scaling)
-    n_iter, history = 0, []
+    n_iter, history, at, mass = 0, [], schedule[0], float(a.sum())
     for level, eps in enumerate(schedule):
         final = level == len(schedule) - 1
         while n_iter < max_iter:
+            at = eps
             _softmin(cost, 0, g, log_b, eps, T_f)
             _softmin(cost, 1, f, log_a, eps, T_g)
             if final:
                 history.append(max(_marginal_error(a, f, T_f, eps), _marginal_error(b, g, T_g, eps)))
-                if history[-1] <= tol:
-                    return f, g, n_iter, True
+                if history[-1] <= tol * mass:
+                    return _Run(f, g, n_iter, True, reg)
                 if len(history) > AVERAGED_SPAN and \
                         history[-1] > AVERAGED_STALL ** AVERAGED_SPAN * history[-1 - AVERAGED_SPAN]:
                     break
@@ -40,8 +41,8 @@ def _iterate_cross(cost, a, b, reg, tol, max_iter, eps_scaling):
             n_iter += 1
             if not final:
                 break
-    f, g, more, converged = _iterate(cost, a, b, reg, math.inf, tol, max_iter - n_iter, False, (f, g))
-    return f, g, n_iter + more, converged
+    run = _iterate(cost, a, b, reg, math.inf, tol, max_iter - n_iter, False, (f, g))
+    return run._replace(n_iter=n_iter + run.n_iter, at=reg if run.n_iter else at)
 
 
 def sinkhorn_divergence(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", tol=1e-9,
@@ -97,6 +98,7 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", t
     """
     reg, tol, max_iter, eps_scaling, _ = _check_options(reg, tol, max_iter, eps_scaling, None)
     cost, a, b = _point_problem(x, y, a, b, p, metric, balanced=True)
+    _check_scale(reg, cost)
     n, m = cost.shape
     with threads_for(min(n, m) * max(n, m)):
         return _divergence(cost, a, b, reg, tol, max_iter, eps_scaling)
@@ -104,21 +106,21 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", t
 
 def _divergence(cost, a, b, reg, tol, max_iter, eps_scaling):
     inf = math.inf
-    f_ab, g_ab, it_ab, ok_ab = _iterate_cross(cost, a, b, reg, tol, max_iter, eps_scaling)
-    parts = [_evaluate(cost, a, b, f_ab, g_ab, reg, inf, False)]
-    its, oks = [it_ab], [ok_ab]
+    runs = [_iterate_cross(cost, a, b, reg, tol, max_iter, eps_scaling)]
+    parts = [_evaluate(cost, a, b, runs[0].f, runs[0].g, reg, inf, False)]
     for pts, w in ((cost.x, a), (cost.y, b)):
-        sym = PointCost(pts, pts, cost.code, cost.p)
-        f_s, it_s, ok_s = _iterate_symmetric(sym, w, reg, tol, max_iter, eps_scaling)
-        parts.append(_evaluate(sym, w, w, f_s, f_s, reg, inf, False))
-        its.append(it_s)
-        oks.append(ok_s)
+        sym = PointCost(pts, pts, cost.code, cost.p, shift=True)
+        runs.append(_iterate_symmetric(sym, w, reg, tol, max_iter, eps_scaling))
+        parts.append(_evaluate(sym, w, w, runs[-1].f, runs[-1].g, reg, inf, False))
     (f, g, _, v_ab, l_ab, d_ab, e_ab, viol), aa, bb = parts
     value = v_ab - 0.5 * (aa[3] + bb[3])
     dual = d_ab - 0.5 * (aa[5] + bb[5])
     err = max(e_ab, aa[6], bb[6])
-    status, message = _status(all(oks), max_iter, err, stacklevel=4)
+    run = runs[0]._replace(n_iter=sum(r.n_iter for r in runs), converged=all(r.converged for r in runs),
+                           at=max(r.at for r in runs), floor=any(r.floor for r in runs))
+    finite = all(math.isfinite(v) for v in (value, dual, err))
+    status, message = _status(run, max_iter, err, tol, float(a.sum()), reg, finite, stacklevel=4)
     return OTResult(value=value, value_linear=l_ab - 0.5 * (aa[4] + bb[4]), plan=None,
-                    f=f - aa[0], g=g - bb[1], status=status, n_iter=sum(its), marginal_error=err,
+                    f=f - aa[0], g=g - bb[1], status=status, n_iter=run.n_iter, marginal_error=err,
                     max_dual_violation=viol, dual_value=dual, duality_gap=value - dual,
                     message=message)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 from scipy.special import logsumexp
 
-from .._costs import cost_code
+from .._costs import cost_code, raise_overflow
 from .._result import ConvergenceWarning, OTResult, Status
+from .._threads import threads_for
 from .._validation import (check_balanced, check_count, check_point_clouds, check_positive,
                            check_problem, check_weights)
 from ._kernels import is_symmetric
-from .._threads import threads_for
 from ._problem import MatrixCost, PointCost
 
 DEFAULT_MAX_ITER = 10_000
@@ -25,11 +26,44 @@ RELAX_GUARD = 100.0      # an error this many times the error at the switch undo
                          # saturates at the mass when iterates diverge towards plans of no mass
 RELAX_BACKOFF = 0.9      # after such a failure the cap on w - 1 shrinks by this factor
 EXP_CLIP = 700.0         # exponent cap in marginal-error estimates: exp(700) is finite
+REG_MIN = 1e-12          # reg below this times the cost spread is refused: C / reg then has no
+                         # digit left of the differences that decide the plan (use the exact solver)
+FLOOR_SPAN = 100         # at the final reg, this many iterations without a 10% gain on the best
+FLOOR_GAIN = 0.9         # error (slow convergence gains that in 100 iterations at contraction
+                         # 0.999), while it is below FLOOR_ULPS ulps of (|C| + |f| + |g|) / reg
+FLOOR_ULPS = 16.0        # times the mass, is the float64 precision floor: the run stops there
+SANITY = 10.0            # a converged run whose evaluated plan misses its marginals by more than
+                         # this times tol (plus the floor) is a NUMERICAL_ERROR
+
+
+class _Run(NamedTuple):
+    """Outcome of an iteration: potentials, iterations, whether tol was met, the annealing level
+    it stopped at (reg when the ladder was done) and whether it stopped at the precision floor."""
+    f: np.ndarray
+    g: np.ndarray
+    n_iter: int
+    converged: bool
+    at: float
+    floor: bool = False
+
+
+def _check_scale(reg, cost):
+    """reg against the costs (after the options were checked)."""
+    scale = cost.scale
+    if not math.isfinite(scale):
+        raise ValueError("the costs overflow float64 (their spread is inf); rescale them")
+    if not (math.isfinite(1.0 / reg) and math.isfinite(cost.max_abs / reg)):
+        raise ValueError(f"reg={reg:.3g} is too small for float64 at costs of magnitude "
+                         f"{cost.max_abs:.3g} (1 / reg or C / reg overflows); multiply C and reg by "
+                         "one large factor")
+    if reg < REG_MIN * scale:
+        raise ValueError(f"reg={reg:.3g} is below {REG_MIN:g} x the spread of the costs ({scale:.3g}): "
+                         "float64 Sinkhorn cannot resolve it; use otsolve.exact (reg = 0) or a larger reg")
 
 
 def _check_options(reg, tol, max_iter, eps_scaling, reg_m):
     reg = check_positive(reg, "reg")
-    tol = check_positive(tol, "tol")
+    tol = check_positive(tol, "tol", allow_zero=True)  # 0: run exactly max_iter iterations
     max_iter = check_count(max_iter, "max_iter")
     if not isinstance(eps_scaling, (bool, np.bool_)):
         raise TypeError(f"eps_scaling must be True or False; got {eps_scaling!r}")
@@ -119,26 +153,32 @@ class _Relaxation:
 
 def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
     """Alternating log-domain updates f = k T(g), g = k T(f), k = reg_m / (reg_m + eps),
-    from the potentials ``init`` (default zero)."""
+    from the potentials ``init`` (default zero), until the row error is below tol times the
+    mass of a, the precision floor, or max_iter. Returns a :class:`_Run`."""
     log_a, log_b = _log(a), _log(b)
     f, g = (np.zeros(len(a)), np.zeros(len(b))) if init is None else init
     T_f, T_g = f.copy(), g.copy()
     schedule = _schedule(cost.scale, reg, eps_scaling)
-    relax = _Relaxation(float(a.sum()))
-    n_iter, err = 0, math.inf
+    mass = float(a.sum())
+    relax, floor = _Relaxation(mass), _Floor(cost, reg, mass)
+    n_iter, err, at = 0, math.inf, schedule[0]
     best = (math.inf, f, g)  # the pair of least error at the final reg (f, g are never mutated)
     for level, eps in enumerate(schedule):
         final = level == len(schedule) - 1
-        k = 1.0 if math.isinf(reg_m) else reg_m / (reg_m + eps)
+        k = _damping(eps, reg_m)
         while n_iter < max_iter:
+            at = eps
             _softmin(cost, 0, g, log_b, eps, T_f)
             if final:
                 err = _row_error(a, f, T_f, eps, reg_m)
                 best = min(best, (err, f, g), key=lambda t: t[0])
-                if err <= tol and relax.omega == 1.0:  # (f, g) meets tol, its columns are exact
-                    break
-                if err <= tol:
+                if err <= tol * mass and relax.omega == 1.0:  # meets tol, its columns are exact
+                    return _Run(f, g, n_iter, True, reg)
+                if err <= tol * mass:
                     relax.finish()
+                if floor.reached(err, f, g):
+                    f, g = best[1], best[2]
+                    return _Run(f, _close(cost, a, b, f, reg, reg_m, T_g), n_iter, False, reg, True)
                 restore = relax.update(err, f, g)
                 if restore is not None:
                     f, g = restore
@@ -152,31 +192,71 @@ def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
             n_iter += 1
             if not final:
                 break
-    if not err <= tol and best[0] < err:  # stopped by max_iter: the best pair, not the last
-        err, f, g = best
-    return f, g, n_iter, err <= tol
+    if best[0] < err:  # stopped by max_iter: the best pair, not the last
+        f, g = best[1], best[2]
+    return _Run(f, _close(cost, a, b, f, reg, reg_m, T_g), n_iter, False, at)
+
+
+class _Floor:
+    """The float64 precision floor of the marginal error at the final reg: potentials and costs
+    of magnitude M are known to an ulp of M, so the exponents (f + g - C) / reg to about
+    M / reg ulps. The run stops when the best error has not improved by FLOOR_GAIN in FLOOR_SPAN
+    iterations and is below FLOOR_ULPS such ulps times the mass."""
+
+    def __init__(self, cost, reg, mass):
+        self.reg, self.mass, self.c_max = reg, mass, cost.max_abs
+        self.best, self.since = math.inf, 0
+
+    def reached(self, err, f, g):
+        if err <= FLOOR_GAIN * self.best:
+            self.best, self.since = err, 0
+            return False
+        self.since += 1
+        return self.since >= FLOOR_SPAN and self.best <= self.level(f, g)
+
+    def level(self, f, g):
+        magnitude = self.c_max + np.abs(f).max() + np.abs(g).max()
+        return FLOOR_ULPS * np.finfo(float).eps * magnitude / self.reg * self.mass
+
+
+def _damping(eps, reg_m):
+    return 1.0 if math.isinf(reg_m) else reg_m / (reg_m + eps)
+
+
+def _close(cost, a, b, f, reg, reg_m, T_g):
+    """g = k T(f) at the target reg: a run stopped anywhere (inside the annealing ladder, or
+    after a relaxed step) then has a plan with exact columns (balanced) or at their fixed point
+    (unbalanced), so of the right mass and finite whatever the eps that f came from."""
+    _softmin(cost, 1, f, _log(a), reg, T_g)
+    return _damping(reg, reg_m) * T_g
 
 
 def _iterate_symmetric(cost, a, reg, tol, max_iter, eps_scaling):
     """The symmetric problem OT(a, a): f <- (f + T(f)) / 2, whose fixed point is the potential
-    (f, f); averaging damps the oscillation of plain updates (Feydy et al. 2019)."""
+    (f, f); averaging damps the oscillation of plain updates (Feydy et al. 2019). Returns a
+    :class:`_Run` as :func:`_iterate`; g is f once converged."""
     log_a = _log(a)
     f, T = np.zeros(len(a)), np.zeros(len(a))
     schedule = _schedule(cost.scale, reg, eps_scaling)
-    n_iter, err = 0, math.inf
+    mass = float(a.sum())
+    floor = _Floor(cost, reg, mass)
+    n_iter, at = 0, schedule[0]
     for level, eps in enumerate(schedule):
         final = level == len(schedule) - 1
         while n_iter < max_iter:
+            at = eps
             _softmin(cost, 0, f, log_a, eps, T)
-            if final:  # rows (and, by symmetry, columns) of the plan of (f, f)
+            if final:  # rows (and columns) of (f, f)
                 err = _marginal_error(a, f, T, eps)
-                if err <= tol:
-                    break
+                if err <= tol * mass:
+                    return _Run(f, f, n_iter, True, reg)
+                if floor.reached(err, f, f):
+                    return _Run(f, _close(cost, a, a, f, reg, math.inf, T.copy()), n_iter, False, reg, True)
             f = T.copy() if n_iter == 0 else 0.5 * (f + T)
             n_iter += 1
             if not final:
                 break
-    return f, n_iter, err <= tol
+    return _Run(f, _close(cost, a, a, f, reg, math.inf, T.copy()), n_iter, False, at)
 
 
 def _marginal_error(a, f, T, eps):
@@ -195,7 +275,8 @@ def _mass_shift(a, b, f, g, reg_m):
 
 def _evaluate(cost, a, b, f, g, reg, reg_m, want_plan):
     """Plan and objectives of (f, g): (f, g, P, value, value_linear, dual, marginal error,
-    max dual violation), with balanced potentials shifted so that a.f == b.g."""
+    max dual violation), with balanced potentials shifted so that a.f == b.g. The potentials
+    come in for the costs the kernels read, C - cost.offset, and go out for C."""
     sa, sb = a.sum(), b.sum()
     balanced = math.isinf(reg_m)
     if balanced:  # (f + c, g - c) is the same solution: fix c as the exact solver does
@@ -203,37 +284,57 @@ def _evaluate(cost, a, b, f, g, reg, reg_m, want_plan):
         f, g = f + shift, g - shift
     P, stats, cols = cost.plan_stats(f, g, _log(a), _log(b), 1.0 / reg, want_plan)
     rows, mass = stats[:, 0], stats[:, 0].sum()
-    value_linear = float(stats[:, 1].sum())
-    entropic = reg * (stats[:, 2].sum() - mass + sa * sb)  # reg * KL(P | a b^T)
+    # the KL terms and P - a b^T summed without cancellation (exact at large reg)
+    entropic, excess = reg * stats[:, 2].sum(), reg * stats[:, 4].sum()
+    value_linear = float(stats[:, 1].sum() + cost.offset * mass)
+    if cost.offset:  # balanced only: f + alpha, g + beta, alpha + beta = offset, a.f == b.g
+        f, g = f + cost.offset * sb / (sa + sb), g + cost.offset * sa / (sa + sb)
     if balanced:
         value = value_linear + entropic
-        dual = a @ f + b @ g - reg * (mass - sa * sb)
+        dual = a @ f + b @ g - excess
         err = max(np.abs(rows - a).sum(), np.abs(cols - b).sum())
     else:
         value = value_linear + entropic + reg_m * (_kl(rows, a) + _kl(cols, b))
         dual = (-reg_m * (a @ np.expm1(np.minimum(-f / reg_m, EXP_CLIP)))
-                - reg_m * (b @ np.expm1(np.minimum(-g / reg_m, EXP_CLIP))) - reg * (mass - sa * sb))
+                - reg_m * (b @ np.expm1(np.minimum(-g / reg_m, EXP_CLIP))) - excess)
         err = max(np.abs(rows - a * _exp_clip(-f / reg_m)).sum(), np.abs(cols - b * _exp_clip(-g / reg_m)).sum())
     violation = max(float(stats[:, 3].max()), 0.0)
     return f, g, P, float(value), value_linear, float(dual), float(err), violation
 
 
-def _status(converged, max_iter, err, stacklevel=4):
-    """Status and message; warns when the run stopped at max_iter."""
-    if converged:
+def _status(run, max_iter, err, tol, mass, reg, finite, stacklevel=4):
+    """Status and message of a run; warns unless it converged."""
+    if not finite or (run.converged and err > SANITY * tol * mass + _floor_of(run, reg, mass)):
+        message = (f"the evaluated plan has marginal error {err:.3g} (tol {tol:g}): float64 cannot "
+                   f"resolve reg={reg:.3g} for these costs; rescale them or raise reg")
+        warnings.warn(message, ConvergenceWarning, stacklevel=stacklevel)
+        return Status.NUMERICAL_ERROR, message
+    if run.converged:
         return Status.OPTIMAL, "converged"
-    message = (f"stopped after max_iter={max_iter} iterations with marginal error {err:.3g} "
-               "above tol; raise max_iter or tol")
+    if run.floor:
+        message = (f"stopped after {run.n_iter} iterations at the float64 precision floor: the marginal "
+                   f"error {err:.3g} stopped decreasing above tol (at reg={reg:.3g} the costs and "
+                   "potentials leave no more digits); the plan is as accurate as float64 allows")
+    else:
+        where = (f"at reg={run.at:.3g} of the annealing ladder (target reg={reg:.3g}; the plan "
+                 "comes from one closing step at the target)" if run.at > reg else f"at reg={reg:.3g}")
+        message = (f"stopped after max_iter={max_iter} iterations {where} with marginal error "
+                   f"{err:.3g} above tol; raise max_iter or tol")
     warnings.warn(message, ConvergenceWarning, stacklevel=stacklevel)
     return Status.MAX_ITER, message
 
 
-def _result(cost, a, b, f, g, reg, reg_m, n_iter, converged, max_iter, want_plan):
-    f, g, P, value, value_linear, dual, err, violation = _evaluate(cost, a, b, f, g, reg, reg_m,
+def _floor_of(run, reg, mass):
+    return FLOOR_ULPS * np.finfo(float).eps * (np.abs(run.f).max() + np.abs(run.g).max()) / reg * mass
+
+
+def _result(cost, a, b, run, reg, reg_m, tol, max_iter, want_plan):
+    f, g, P, value, value_linear, dual, err, violation = _evaluate(cost, a, b, run.f, run.g, reg, reg_m,
                                                                    want_plan)
-    status, message = _status(converged, max_iter, err)
+    finite = math.isfinite(value) and math.isfinite(dual) and math.isfinite(err)
+    status, message = _status(run, max_iter, err, tol, float(a.sum()), reg, finite)
     return OTResult(value=value, value_linear=value_linear, plan=P, f=f, g=g, status=status,
-                    n_iter=n_iter, marginal_error=err, max_dual_violation=violation,
+                    n_iter=run.n_iter, marginal_error=err, max_dual_violation=violation,
                     dual_value=dual, duality_gap=value - dual, message=message)
 
 
@@ -267,8 +368,11 @@ def sinkhorn(C, a=None, b=None, *, reg, tol=1e-9, max_iter=DEFAULT_MAX_ITER, eps
     reg : float
         Entropic strength :math:`\varepsilon > 0`, in cost units.
     tol : float, default 1e-9
-        Stop when the L1 marginal error (of the rows; the columns are then exact) is <= tol.
-        Unbalanced: the rows' first-order condition (the columns' is met at the fixed point).
+        Stop when the L1 marginal error (of the rows; the columns are then exact) is <= tol
+        times the mass of a (so tol is relative, whatever the mass); 0 runs all ``max_iter``
+        iterations. Unbalanced: the rows' first-order condition (the columns' is met at the
+        fixed point). A run whose error stalls at the float64 precision floor (about
+        ``1e-14 max|C| / reg`` times the mass) stops there with status ``max_iter`` and a message.
     max_iter : int, default 10000
         Iterations (one f and one g update each), annealing levels included.
     eps_scaling : bool, default True
@@ -284,12 +388,15 @@ def sinkhorn(C, a=None, b=None, *, reg, tol=1e-9, max_iter=DEFAULT_MAX_ITER, eps
         (a.f + b.g - reg (sum P - sum a sum b) when balanced), ``duality_gap``,
         ``max_dual_violation`` = max(f_i + g_j - C_ij, 0), ``n_iter``, ``marginal_error``
         (unbalanced: L1 distance of P 1 to a exp(-f/reg_m), and of P^T 1 to b exp(-g/reg_m)),
-        ``status`` OPTIMAL or MAX_ITER (with a ConvergenceWarning).
+        ``status`` OPTIMAL, MAX_ITER (with a ConvergenceWarning and a message saying where it
+        stopped) or NUMERICAL_ERROR (the evaluated plan contradicts the iterates: reg too small
+        for float64 at these costs).
 
     Raises
     ------
     ValueError, TypeError
-        On invalid input, as :func:`otsolve.exact`, and for reg <= 0, NaN or inf.
+        On invalid input, as :func:`otsolve.exact`, for reg <= 0, NaN or inf, and for reg
+        below 1e-12 times the spread of the costs (use :func:`otsolve.exact`).
 
     References
     ----------
@@ -305,27 +412,31 @@ def sinkhorn(C, a=None, b=None, *, reg, tol=1e-9, max_iter=DEFAULT_MAX_ITER, eps
     """
     reg, tol, max_iter, eps_scaling, reg_m = _check_options(reg, tol, max_iter, eps_scaling, reg_m)
     C, a, b = check_problem(C, a, b, balanced=math.isinf(reg_m), copy=False)  # C is only read
-    cost = MatrixCost(C)
+    cost = MatrixCost(C, shift=math.isinf(reg_m))
+    _check_scale(reg, cost)
     # OT(a, a) on a symmetric cost (the debiasing terms of a divergence): alternating updates
     # crawl there (e.g. 1835 iterations against 137 for OT(a, b)); the averaged one does not.
     symmetric = math.isinf(reg_m) and np.array_equal(a, b) and is_symmetric(C)
     with threads_for(C.size):
         if symmetric:
-            f, n_iter, converged = _iterate_symmetric(cost, a, reg, tol, max_iter, eps_scaling)
-            g = f
+            run = _iterate_symmetric(cost, a, reg, tol, max_iter, eps_scaling)
         else:
-            f, g, n_iter, converged = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
-        return _result(cost, a, b, f, g, reg, reg_m, n_iter, converged, max_iter, want_plan=True)
+            run = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
+        return _result(cost, a, b, run, reg, reg_m, tol, max_iter, want_plan=True)
 
 
 def _point_problem(x, y, a, b, p, metric, balanced):
     x, y = check_point_clouds(x, y)
     code, p = cost_code(metric, p)
+    raw = (a, b)
     a = check_weights(a, x.shape[0], "a", dim_name=f"points in x, x.shape == {x.shape}")
     b = check_weights(b, y.shape[0], "b", dim_name=f"points in y, y.shape == {y.shape}")
     if balanced:
-        b = check_balanced(a, b)
-    return PointCost(x, y, code, p), a, b
+        b = check_balanced(a, b, raw)
+    cost = PointCost(x, y, code, p, shift=balanced)
+    if not math.isfinite(cost.scale):
+        raise_overflow(metric, p)
+    return cost, a, b
 
 
 def sinkhorn_points(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", tol=1e-9,
@@ -365,7 +476,12 @@ def sinkhorn_points(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", tol=1
     """
     reg, tol, max_iter, eps_scaling, reg_m = _check_options(reg, tol, max_iter, eps_scaling, reg_m)
     cost, a, b = _point_problem(x, y, a, b, p, metric, balanced=math.isinf(reg_m))
+    _check_scale(reg, cost)
+    # OT(a, a) between a cloud and itself: the averaged updates, as sinkhorn() on a symmetric C
+    symmetric = math.isinf(reg_m) and np.array_equal(a, b) and np.array_equal(cost.x, cost.y)
     with threads_for(cost.shape[0] * cost.shape[1]):
-        f, g, n_iter, converged = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
-        return _result(cost, a, b, f, g, reg, reg_m, n_iter, converged, max_iter,
-                       want_plan=bool(return_plan))
+        if symmetric:
+            run = _iterate_symmetric(cost, a, reg, tol, max_iter, eps_scaling)
+        else:
+            run = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
+        return _result(cost, a, b, run, reg, reg_m, tol, max_iter, want_plan=bool(return_plan))

@@ -60,13 +60,11 @@ def ot_loss(x, y, a=None, b=None, *, method="exact", p=2, reg=None, **options):
     """
     x2, y2 = _as_batch(x, "x"), _as_batch(y, "y")
     method = check_choice(method, "method", METHODS)
-    if p not in POWERS or isinstance(p, bool):
-        raise ValueError(f"p must be 1 (cost |x - y|) or 2 (cost |x - y|^2); got {p!r}")
-    p = int(p)
-    reg = _check_reg(reg, method)
+    p, reg = _check_p(p), _check_reg(reg, method)
     xn, yn = check_point_clouds(_to_numpy(x2), _to_numpy(y2))
+    raw = (a, b)
     a = check_weights(_to_numpy(a), xn.shape[0], "a", dim_name="points in x")
-    b = check_balanced(a, check_weights(_to_numpy(b), yn.shape[0], "b", dim_name="points in y"))
+    b = check_balanced(a, check_weights(_to_numpy(b), yn.shape[0], "b", dim_name="points in y"), raw)
     value, terms = _solve(method, xn, yn, a, b, p, reg, options)
     return _EnvelopeValue.apply(x2, y2, value, terms, xn, yn, p)
 
@@ -86,6 +84,7 @@ class OTLoss(torch.nn.Module):
     def __init__(self, method="exact", *, p=2, reg=None, **options):
         super().__init__()
         check_choice(method, "method", METHODS)
+        _check_p(p), _check_reg(reg, method)  # fail here, not at the first forward
         self.method, self.p, self.reg, self.options = method, p, reg, options
 
     def forward(self, x, y, a=None, b=None):
@@ -105,6 +104,7 @@ class _EnvelopeValue(torch.autograd.Function):
         return torch.tensor(value, dtype=x.dtype, device=x.device)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # the plan is fixed: no graph for a second order
     def backward(ctx, grad_out):
         need_x, need_y = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         gx, gy = envelope_gradients(ctx.terms, ctx.xn, ctx.yn, ctx.p, need_x, need_y)
@@ -191,6 +191,12 @@ def semidual_plan(C, a, b, g, reg):
         z = np.log(b)[None, :] + (g[None, :] - C) / reg
     z = np.exp(z - z.max(axis=1, keepdims=True))
     return a[:, None] * z / z.sum(axis=1, keepdims=True)
+
+
+def _check_p(p):
+    if p not in POWERS or isinstance(p, bool):
+        raise ValueError(f"p must be 1 (cost |x - y|) or 2 (cost |x - y|^2); got {p!r}")
+    return int(p)
 
 
 def _check_reg(reg, method):

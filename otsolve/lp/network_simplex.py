@@ -1,19 +1,24 @@
 """Exact optimal transport by a network simplex on the bipartite transport graph."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
 import numpy as np
 import scipy.sparse
 
-from .._costs import cost_source, point_source
+from .._costs import cost_source, max_cost_bound, point_source, raise_overflow
 from .._result import ConvergenceWarning, OTResult, Status
 from .._validation import (as_float_array, check_balanced, check_count, check_finite, check_problem,
                            check_weights)
 from . import _kernels
 
-REDUCED_COST_TOL = 1e-12  # relative to |C_ij| + |f_i| + |g_j|: a few ulps of a path sum of ~1e4 arcs
+REDUCED_COST_TOL = 1e-12  # relative to |C_ij| + |f_i| + |g_j| of the reduced costs (row and column
+                          # minima removed, so an offset of C cannot coarsen it): a few ulps of a
+                          # path sum of ~1e4 arcs
+CERTIFICATE_RTOL = 1e-9   # an optimal basis must have max_ij f_i + g_j - C_ij below this times the
+                          # spread of the reduced costs, else its status is NUMERICAL_ERROR
 ARTIFICIAL_MARGIN = 1e-9  # warm start: slack of the artificial arcs, relative to the cost scale
 
 
@@ -66,16 +71,49 @@ def exact(C, a=None, b=None, *, max_iter=None, warm_start=None) -> OTResult:
     """
     C, a, b = check_problem(C, a, b)
     max_iter = _check_max_iter(max_iter)
-    warm = None if warm_start is None else _check_warm_start(warm_start, C.shape)
-    return _solve(C, C.shape, a, b, _identity_orders, max_iter, warm)
+    u, v = reduce_costs(C)
+    warm = None
+    if warm_start is not None:
+        f, g = _check_warm_start(warm_start, C.shape)
+        warm = _normalised(f - u, g - v, a, b)  # (f + s, g - s) is the same start
+    return _restore(_solve(C, C.shape, a, b, _identity_orders, max_iter, warm), u, v, a, b)
+
+
+def reduce_costs(C):
+    """Subtract the row minima u, then the column minima v, from C in place (C_ij - u_i - v_j
+    >= 0, with a zero in every row and column): the same optimal plans, and tolerances then
+    scale with the spread of the costs, not with an offset (differences of nearby floats are
+    exact, so no digit of C's differences is lost)."""
+    u = C.min(axis=1)
+    C -= u[:, None]
+    v = C.min(axis=0)
+    C -= v[None, :]
+    return u, v
+
+
+def _restore(res, u, v, a, b):
+    """The result of the reduced problem for the original costs C' + u_i + v_j."""
+    f, g = _normalised(res.f + u, res.g + v, a, b)
+    shift = float(a @ u + b @ v)
+    return dataclasses.replace(res, f=f, g=g, value=res.value + shift, value_linear=res.value_linear + shift,
+                               dual_value=res.dual_value + shift)
+
+
+def _normalised(f, g, a, b):
+    """(f + s, g - s) with a.f == b.g."""
+    s = (b @ g - a @ f) / (a.sum() + b.sum())
+    return f + s, g - s
 
 
 def exact_points(x, y, a, b, *, p, metric, max_iter=None) -> OTResult:
     """Exact OT between validated point clouds with costs computed on the fly: O(n + m) memory."""
     n, m = x.shape[0], y.shape[0]
+    raw = (a, b)
     a = check_weights(a, n, "a", dim_name="points in x")
-    b = check_balanced(a, check_weights(b, m, "b", dim_name="points in y"))
+    b = check_balanced(a, check_weights(b, m, "b", dim_name="points in y"), raw)
     src = cost_source(x, y, metric, p)
+    if not math.isfinite(max_cost_bound(x, y, src[3], src[4])):
+        raise_overflow(metric, p)
     axis = _principal_axis(np.concatenate([x, y]))
     orders = lambda rows, cols: (np.argsort(x[rows] @ axis), np.argsort(y[cols] @ axis))  # noqa: E731
     return _solve(src, (n, m), a, b, orders, _check_max_iter(max_iter))
@@ -111,8 +149,9 @@ def exact_batch(Cs, a=None, b=None, *, max_iter=None) -> list[OTResult]:
     check_finite(Cs, "Cs")
     A = _weight_rows(a, k, n, "a", f"rows of each cost matrix, Cs.shape == {Cs.shape}")
     B = _weight_rows(b, k, m, "b", f"columns of each cost matrix, Cs.shape == {Cs.shape}")
-    B = np.stack([check_balanced(A[t], B[t]) for t in range(k)])
+    B = np.stack([check_balanced(A[t], B[t], (a, b)) for t in range(k)])
     max_iter = _check_max_iter(max_iter)
+    reduced = [reduce_costs(Cs[t]) for t in range(k)]  # in place on the validated copy
     batchable = (A > 0).all(axis=1) & (B > 0).all(axis=1)  # zero weights take the general path
     results = [None] * k
     idx = np.flatnonzero(batchable)
@@ -128,7 +167,7 @@ def exact_batch(Cs, a=None, b=None, *, max_iter=None) -> list[OTResult]:
                                  pis[s, :n], pis[s, n:], Status(status[s]), pivots[s], max_iter)
     for t in np.flatnonzero(~batchable):
         results[t] = _solve(Cs[t], (n, m), A[t], B[t], _identity_orders, max_iter)
-    return results
+    return [_restore(res, *reduced[t], A[t], B[t]) for t, res in enumerate(results)]
 
 
 def _weight_rows(w, k, size, name, dim_name):
@@ -216,8 +255,7 @@ def _solve(src, shape, a, b, orders, max_iter, warm=None):
 
 
 def _result(src, a, b, rows, cols, parent, flow, f, g, status, pivots, max_iter):
-    shift = (b @ g - a @ f) / (a.sum() + b.sum())  # normalise so that a.f == b.g
-    f, g = f + shift, g - shift
+    f, g = _normalised(f, g, a, b)
     n_sub = len(rows)
     node = np.flatnonzero((parent >= 0) & (parent < n_sub + len(cols)) & (flow > 0))
     src_node = np.where(node < n_sub, node, parent[node])
@@ -232,12 +270,21 @@ def _result(src, a, b, rows, cols, parent, flow, f, g, status, pivots, max_iter)
     dual_value = float(a @ f + b @ g)
     marginal_error = max(np.abs(np.bincount(i, mass, minlength=len(a)) - a).sum(),
                          np.abs(np.bincount(j, mass, minlength=len(b)) - b).sum())
+    violation = float(_kernels.dual_violation(src, f, g))
+    # the scale of the reduced costs: |f| + |g| bounds every C_ij on the tree
+    scale = float(np.abs(f).max() + np.abs(g).max())
     message = "optimal"
-    if status != Status.OPTIMAL:
+    if status == Status.OPTIMAL and violation > CERTIFICATE_RTOL * scale:
+        status = Status.NUMERICAL_ERROR
+        message = (f"the simplex stopped with max_ij f_i + g_j - C_ij = {violation:.3g} (relative "
+                   f"{violation / scale:.2g} > {CERTIFICATE_RTOL:g}): the plan is feasible, its "
+                   "optimality is not certified; rescale C")
+        warnings.warn(message, ConvergenceWarning, stacklevel=4)
+    elif status != Status.OPTIMAL:
         message = (f"stopped after max_iter={max_iter} pivots before optimality: the plan is not optimal "
                    "(feasible from a cold start; from a warm start, marginal_error says how far)")
         warnings.warn(message, ConvergenceWarning, stacklevel=4)
     return OTResult(value=value, value_linear=value, plan=plan, f=f, g=g, status=status,
                     n_iter=int(pivots), marginal_error=float(marginal_error),
-                    max_dual_violation=float(_kernels.dual_violation(src, f, g)),
+                    max_dual_violation=violation,
                     dual_value=dual_value, duality_gap=value - dual_value, message=message)

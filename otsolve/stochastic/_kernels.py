@@ -125,17 +125,17 @@ def implied_plan(C, a, g, log_b, reg, P):
 
 
 @njit(cache=True, parallel=True, fastmath=FAST, error_model="numpy")
-def rounding_rows(C, a, f, g, log_b, reg, scale, log_scale, rows, closed, linear, worst):
+def rounding_rows(C, a, f, g, log_b, reg, scale, log_scale, rows, closed, linear, worst, rounded):
     """One pass over the implied plan P, its rows rebuilt from f (one exp per entry, no max or
     sum): P_ij = a_i b_j exp((f_i + g_j - C_ij) / reg) (argmin assignment when reg = 0). For the
     rounding of Altschuler, Weed & Rigollet 2017: rows_i = sum_j P_ij scale_j and closed_i =
     sum_j Q_ij (C_ij + reg log(Q_ij / (a_i b_j))) for Q = P diag(scale), which needs no log per
     entry: C_ij + reg log(Q_ij / (a_i b_j)) = f_i + g_j + reg log scale_j. Also linear_i =
-    sum_j P_ij C_ij and worst_i = max_j f_i + g_j - C_ij."""
+    sum_j P_ij C_ij, rounded_i = sum_j Q_ij C_ij and worst_i = max_j f_i + g_j - C_ij."""
     n, m = C.shape
     for i in prange(n):
         ai, fi = a[i], f[i]
-        r, cl, lin, top = 0.0, 0.0, 0.0, -np.inf
+        r, cl, lin, rl, top = 0.0, 0.0, 0.0, 0.0, -np.inf
         if reg == 0.0:
             buf = np.empty(m)
             row_softmax(C, i, g, log_b, reg, buf, buf[:0])
@@ -145,6 +145,7 @@ def rounding_rows(C, a, f, g, log_b, reg, scale, log_scale, rows, closed, linear
                 cl += buf[j] * scale[j] * c
                 lin += buf[j] * c
                 top = max(top, fi + g[j] - c)
+            rl = cl
         else:
             inv = 1.0 / reg
             for j in range(m):
@@ -154,27 +155,31 @@ def rounding_rows(C, a, f, g, log_b, reg, scale, log_scale, rows, closed, linear
                 r += ps
                 cl += ps * (fi + g[j] + reg * log_scale[j])
                 lin += p * c
+                rl += ps * c
             for j in range(m):  # apart: a max keeps the loop above from vectorising
                 top = max(top, fi + g[j] - C[i, j])
         rows[i] = ai * r
         closed[i] = ai * cl
         linear[i] = ai * lin
+        rounded[i] = ai * rl
         worst[i] = top
 
 
 @njit(cache=True, parallel=True, fastmath=FAST, error_model="numpy")
-def rounding_fix(C, a, b, f, g, log_b, reg, scale, log_scale, err_a, err_b, cols, out):
+def rounding_fix(C, a, b, f, g, log_b, reg, scale, log_scale, err_a, err_b, cols, out, out_linear):
     """out_i = the objective of the rounded plan Q_ij = P_ij scale_j + err_a_i err_b_j (err_a
     already divided by its total) minus closed_i of rounding_rows, over the columns ``cols``
-    where err_b > 0 (elsewhere the two agree)."""
+    where err_b > 0 (elsewhere the two agree); out_linear_i the same for <C, Q> and rounded_i."""
     n = C.shape[0]
     inv = 1.0 / reg if reg > 0.0 else 0.0
     for i in prange(n):
         ei, ai, fi = err_a[i], a[i], f[i]
-        acc = 0.0
-        if ei > 0.0 and reg == 0.0:
+        acc, lin = 0.0, 0.0
+        if ei > 0.0:
             for k in range(cols.shape[0]):
-                acc += ei * err_b[cols[k]] * C[i, cols[k]]  # the objective is linear
+                lin += ei * err_b[cols[k]] * C[i, cols[k]]
+        if ei > 0.0 and reg == 0.0:
+            acc = lin  # the objective is linear
         elif ei > 0.0:
             log_a = math.log(ai)
             for k in range(cols.shape[0]):
@@ -185,6 +190,7 @@ def rounding_fix(C, a, b, f, g, log_b, reg, scale, log_scale, err_a, err_b, cols
                 acc += (q * (c + reg * (_log(q) - log_a - log_b[j]))
                         - ps * (fi + g[j] + reg * log_scale[j]))
         out[i] = acc
+        out_linear[i] = lin
 
 
 @njit(cache=True, parallel=True, fastmath=FAST, error_model="numpy")

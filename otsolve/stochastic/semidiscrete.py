@@ -9,11 +9,15 @@ import numpy as np
 from .._costs import _cost_matrix, cost_code, point_source
 from .._result import OTResult
 from .._validation import as_float_array, check_count, check_points, check_positive, check_weights
-from . import _kernels
 from .._threads import MeasuredThreads
-from .sgd import DEFAULT_BATCH, VALUE_FLOOR, _budget, _progress_bar, _stalled, asgd_step, run_status
+from . import _kernels
+from .sgd import (BUDGET, CONVERGED, DEFAULT_BATCH, STALLED, VALUE_FLOOR, _budget, _progress_bar, _stalled,
+                  asgd_step, mass_term, run_status)
 
-MAX_CHECKS = 500  # default budget when n_iter is None: this many checks of check_every steps
+MAX_CHECKS = 500      # default budget when n_iter is None: this many checks of check_every steps
+SAMPLING_SIGMAS = 3.0  # a stalled run is optimal when its cell masses match b to this many sigmas
+SPREAD_ROWS = 1000     # evaluation samples whose costs estimate the cost spread,
+BLOCK_PAIRS = 2**16    # computed this many at a time
 
 
 def semidiscrete_sgd(sample_source, y, b=None, *, reg=0.0, n_iter=None, max_iter=None,
@@ -52,7 +56,9 @@ def semidiscrete_sgd(sample_source, y, b=None, *, reg=0.0, n_iter=None, max_iter
     tol : float, default 1e-3
         Stop when the objective, estimated on ``n_eval`` fixed samples every ``check_every``
         steps (default ``n_eval / batch_size``), changed by less than ``tol / 2`` relative over
-        the last half of the run.
+        the last half of the run. The status is then ``optimal`` only if the cell masses
+        counted on those samples match b within their sampling error (3 standard deviations)
+        plus ``tol`` times the mass (the first-order condition, as well as samples can tell).
     n_eval : int, default 20000
         Samples of the source on which the objective is estimated (Monte Carlo).
     p, metric
@@ -84,7 +90,7 @@ def semidiscrete_sgd(sample_source, y, b=None, *, reg=0.0, n_iter=None, max_iter
     reg = check_positive(reg, "reg", allow_zero=True)
     batch_size = check_count(batch_size, "batch_size")
     lr = None if lr is None else check_positive(lr, "lr")
-    tol = check_positive(tol, "tol")
+    tol = check_positive(tol, "tol", allow_zero=True)
     n_eval = check_count(n_eval, "n_eval")
     code, p = cost_code(metric, p)
     rng = np.random.default_rng(seed)
@@ -96,9 +102,9 @@ def semidiscrete_sgd(sample_source, y, b=None, *, reg=0.0, n_iter=None, max_iter
     state.threads = MeasuredThreads(("points", batch_size, m))
     g, g_avg, buf, b1 = np.zeros(m), np.zeros(m), np.empty((batch_size, m)), b / b.sum()
     lr = max(reg / b1.max(), asgd_step(state.spread, m)) if lr is None else lr
-    steps, trace, converged = 0, [], False
+    steps, trace, stop = 0, [], BUDGET
     with _progress_bar(budget, progress) as bar:
-        while steps < budget and not converged:
+        while steps < budget and stop == BUDGET:
             k = min(check_every, budget - steps)
             samples = point_source(_draw(sample_source, k * batch_size, rng, dim), y, code, p)
             idx = np.arange(k * batch_size).reshape(k, batch_size)
@@ -107,8 +113,9 @@ def semidiscrete_sgd(sample_source, y, b=None, *, reg=0.0, n_iter=None, max_iter
             steps += k
             bar.update(k)
             trace.append(state.evaluate(g_avg)[0])
-            converged = _stalled(trace, tol, state.denominator(trace[-1]))
-    return _result(state, g_avg, steps, trace, converged, budget)
+            if _stalled(trace, tol, state.denominator(trace[-1])):
+                stop = STALLED
+    return _result(state, g_avg, steps, trace, stop, budget, tol)
 
 
 class _State:
@@ -123,23 +130,37 @@ class _State:
             self.log_b = np.log(b)
         self.chunks = 4 * numba.get_num_threads()
         self.threads = None  # set by the caller, which knows the batch size
-        self.spread = float(np.ptp(_cost_block(x_eval[:1000], y, code, p))) or 1.0
+        self.offset, top = _cost_range(x_eval[:SPREAD_ROWS], y, code, p)
+        self.spread = (top - self.offset) or 1.0
 
     def evaluate(self, g):
         n, m = self.x.shape[0], self.y.shape[0]
         f, linear, colsum = np.empty(n), np.empty(n), np.empty((self.chunks, m))
         with self.threads.using():
             _kernels.evaluate(self.source, n, self.a, g, self.log_b, self.reg, f, colsum, linear)
-        return float(self.a @ f + self.b @ g), f, colsum.sum(axis=0), float(linear.sum())
+        value = float(self.a @ f + self.b @ g) + mass_term(self.reg, self.mass)
+        return value, f, colsum.sum(axis=0), float(linear.sum())
 
     def denominator(self, value):
-        return max(abs(value), VALUE_FLOOR * self.spread * self.mass)
+        return max(abs(value - self.offset * self.mass), VALUE_FLOOR * self.spread * self.mass)
+
+    def sampling_error(self):
+        """SAMPLING_SIGMAS standard deviations of the L1 error of the cell masses counted on the
+        n_eval samples at the optimal g: no smaller error can be told apart from noise."""
+        n, b = self.x.shape[0], self.b
+        return SAMPLING_SIGMAS * float(np.sqrt(b * np.maximum(self.mass - b, 0.0) / n).sum())
 
 
-def _cost_block(x, y, code, p):
-    out = np.empty((x.shape[0], y.shape[0]))
-    _cost_matrix(x, y, code, p, out)
-    return out
+def _cost_range(x, y, code, p):
+    """min and max of the costs between x and y, by blocks of rows: O(m) memory."""
+    lo, hi = math.inf, -math.inf
+    rows = max(1, BLOCK_PAIRS // y.shape[0])
+    out = np.empty((min(rows, x.shape[0]), y.shape[0]))
+    for start in range(0, x.shape[0], rows):
+        block = out[:min(rows, x.shape[0] - start)]
+        _cost_matrix(x[start:start + rows], y, code, p, block)
+        lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+    return lo, hi
 
 
 def _draw(sample_source, n, rng, dim):
@@ -155,9 +176,12 @@ def _draw(sample_source, n, rng, dim):
     return out
 
 
-def _result(state, g, steps, trace, converged, budget):
+def _result(state, g, steps, trace, stop, budget, tol):
     value, f, col, linear = state.evaluate(g)
-    status, message = run_status(converged, math.isfinite(value), budget)
+    error = float(np.abs(col - state.b).sum())
+    if stop == STALLED and error <= state.sampling_error() + tol * state.mass:
+        stop = CONVERGED
+    status, message = run_status(stop, math.isfinite(value), budget)
     return OTResult(value=value, value_linear=linear, plan=None, f=f, g=g, status=status,
-                    n_iter=steps, marginal_error=float(np.abs(col - state.b).sum()),
+                    n_iter=steps, marginal_error=error,
                     dual_value=value, message=message, trace=np.asarray(trace, float))

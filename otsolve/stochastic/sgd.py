@@ -29,7 +29,11 @@ ASGD_STEP = 0.5        # ASGD step constant in units of spread(C) sqrt(m), see a
 ASGD_STEP_REG = 1.4    # or in units of reg / max(b) if larger: best within 2x for batches 4 to 64
 STALL_FACTOR = 0.5     # ASGD: at its O(1/sqrt k) rate the error left is ~2.4x the change of the value
                        # over the last half of the run; stop when that change < 0.5 tol |value|
-VALUE_FLOOR = 1e-9     # tolerances are relative to max(|value|, VALUE_FLOOR * spread(C) * mass)
+VALUE_FLOOR = 1e-9     # tolerances are relative to max(value - min(C) mass, VALUE_FLOOR spread(C) mass):
+                       # the value of C - min(C), so that an offset of C changes nothing
+REG_RESOLUTION = 1e-12  # a reg > 0 below this times spread(C) is solved as reg = 0: its steps
+                        # (proportional to reg) could not move g, and softmax is argmax to rounding
+CONVERGED, BUDGET, STALLED = "converged", "budget", "stalled"  # why a run stopped
 
 
 def semidual_sgd(C, a=None, b=None, *, reg=0.0, method="sag", n_iter=None, max_iter=None,
@@ -75,8 +79,11 @@ def semidual_sgd(C, a=None, b=None, *, reg=0.0, method="sag", n_iter=None, max_i
         Stopping rule, checked every ``check_every`` steps (default: one pass, ``n / batch_size``)
         from the exact objective over all rows: ``reg > 0``: the certified relative duality gap
         (upper bound from the rounded implied plan, Altschuler et al. 2017) is below ``tol``;
-        ASGD also stops when the value changed by less than ``tol / 2`` over the last half of the
-        run; SAG with ``reg = 0``: the exact value gained less than ``tol`` over one level.
+        ASGD also tries the certificate when the value changed by less than ``tol / 2`` over the
+        last half of the run (any reg), SAG with ``reg = 0`` when the exact value gained less
+        than ``tol`` over one smoothing level. Such a stall only triggers the certificate: the
+        status is ``optimal`` only if the certified gap is below ``tol``. ``tol=0`` runs the
+        whole budget.
     return_plan : bool, default False
         Return the dense plan implied by g (the argmin assignment when ``reg = 0``).
     progress : bool, default False
@@ -111,14 +118,18 @@ def semidual_sgd(C, a=None, b=None, *, reg=0.0, method="sag", n_iter=None, max_i
         batch_size = ASGD_BATCH if method == "asgd" else DEFAULT_BATCH
     batch_size = check_count(batch_size, "batch_size")
     lr = None if lr is None else check_positive(lr, "lr")
-    tol = check_positive(tol, "tol")
+    tol = check_positive(tol, "tol", allow_zero=True)
     prob = _Problem(C, a, b, batch_size, seed)
+    if 0 < reg < REG_RESOLUTION * prob.spread:
+        prob.note = (f"; reg={reg:.3g} is below {REG_RESOLUTION:g} x the cost spread {prob.spread:.3g}: "
+                     "solved as reg = 0")
+        reg = 0.0
     budget = _budget(n_iter, max_iter, MAX_EPOCHS * prob.epoch)
     check_every = prob.epoch if check_every is None else check_count(check_every, "check_every")
     run = _run_asgd if method == "asgd" else (_run_sag if reg > 0 else _run_sag_levels)
     with _progress_bar(budget, progress) as bar:
-        g, steps, trace, converged = run(prob, reg, lr, tol, budget, check_every, bar)
-    return _result(prob, g, reg, steps, trace, converged, budget, return_plan)
+        g, steps, trace, stop = run(prob, reg, lr, tol, budget, check_every, bar)
+    return _result(prob, g, reg, steps, trace, stop, budget, return_plan)
 
 
 class _Problem:
@@ -136,11 +147,13 @@ class _Problem:
         self.epoch = max(1, math.ceil(self.n / batch_size))
         self.rng = np.random.default_rng(seed)
         self.pending = np.empty(0, dtype=np.intp)  # drawn by sample_passes, not yet used
-        self.spread = float(C.max() - C.min()) or 1.0
+        self.offset = float(C.min())
+        self.spread = float(C.max() - self.offset) or 1.0
         self.chunks = 4 * numba.get_num_threads()
         self.buf = np.empty((batch_size, self.m))
         self.threads = MeasuredThreads(batch_size * self.m)
         self.tries, self.next_try = 0, 0
+        self.note = ""  # appended to the result's message
         self.last = None, None   # (g, evaluation) of the latest check
         self.bound = None, None  # (g, upper_bound) of the latest certificate tried
 
@@ -166,33 +179,35 @@ class _Problem:
         f, colsum = np.empty(self.n), np.empty((self.chunks, self.m))
         with self.threads.using():
             _kernels.evaluate(self.C, self.n, self.a, g, self.log_b, reg, f, colsum, NO_LINEAR)
-        return float(self.a @ f + self.b @ g), f, colsum.sum(axis=0)
+        return float(self.a @ f + self.b @ g) + mass_term(reg, self.mass), f, colsum.sum(axis=0)
 
     def upper_bound(self, g, reg, f, col):
         """Objective of the implied plan rounded onto the transport polytope (Altschuler,
-        Weed & Rigollet 2017), an upper bound of the optimum; <C, P> of the implied plan; and
-        max_ij f_i + g_j - C_ij. One pass over all entries, then one over the columns that lack
-        mass (about half) for the rows that lack mass."""
+        Weed & Rigollet 2017), an upper bound of the optimum; <C, P> of the implied plan;
+        max_ij f_i + g_j - C_ij; and <C, Q> of the rounded plan Q, an upper bound of the exact
+        (reg = 0) optimum for any reg. One pass over all entries, then one over the columns
+        that lack mass (about half) for the rows that lack mass."""
         scale = np.ones(self.m)
         np.divide(self.b, col, out=scale, where=col > self.b)
         log_scale = np.log(scale)
-        rows, closed, linear, worst = (np.empty(self.n) for _ in range(4))
+        rows, closed, linear, worst, rounded = (np.empty(self.n) for _ in range(5))
         with self.threads.using():
             _kernels.rounding_rows(self.C, self.a, f, g, self.log_b, reg, scale, log_scale, rows, closed,
-                                   linear, worst)
-        upper = float(closed.sum())
+                                   linear, worst, rounded)
+        upper, lp_upper = float(closed.sum()) + mass_term(reg, self.mass), float(rounded.sum())
         err_a, err_b = np.maximum(self.a - rows, 0.0), np.maximum(self.b - col * scale, 0.0)
         total, cols = err_a.sum(), np.flatnonzero(err_b > 0.0)
         if total > 0 and len(cols):
-            out = np.empty(self.n)
+            out, out_linear = np.empty(self.n), np.empty(self.n)
             with self.threads.using():
                 _kernels.rounding_fix(self.C, self.a, self.b, f, g, self.log_b, reg, scale, log_scale,
-                                      err_a / total, err_b, cols, out)
+                                      err_a / total, err_b, cols, out, out_linear)
             upper += float(out.sum())
-        return upper, float(linear.sum()), float(worst.max())
+            lp_upper += float(out_linear.sum())
+        return upper, float(linear.sum()), float(worst.max()), lp_upper
 
     def denominator(self, value):
-        return max(abs(value), VALUE_FLOOR * self.spread * self.mass)
+        return max(abs(value - self.offset * self.mass), VALUE_FLOOR * self.spread * self.mass)
 
     def sag_step(self, reg):
         """SAG_STEP reg per sample of a batch, at most half the inverse curvature of the
@@ -205,11 +220,18 @@ class _Problem:
         value, bound = trace[-1], tol * self.denominator(trace[-1])
         if len(trace) < max(2, self.next_try) or abs(value - trace[-2]) > bound:
             return False
-        self.bound = g.copy(), self.upper_bound(g, reg, f, col)
-        if self.bound[1][0] - value <= bound:
+        return self.certify(g, reg, value, f, col, tol, len(trace))
+
+    def certify(self, g, reg, value, f, col, tol, checks, upper=math.inf):
+        """Whether the certified gap (rounded plan) at g is below tol, given also an ``upper``
+        bound of the optimum found otherwise; on failure the k-th failed try makes the next one
+        wait k checks (``next_try``)."""
+        bound = self.upper_bound(g, reg, f, col)
+        self.bound = g.copy(), (min(bound[0], upper), *bound[1:3])
+        if self.bound[1][0] - value <= tol * self.denominator(value):
             return True
-        self.tries += 1  # back off: the k-th failed try waits k checks for the next one
-        self.next_try = len(trace) + self.tries
+        self.tries += 1
+        self.next_try = checks + self.tries
         return False
 
 
@@ -230,8 +252,8 @@ def _run_sag(prob, reg, lr, tol, budget, check_every, bar):
         trace.append(value)
         prob.last = g.copy(), (value, f, col)
         if not math.isfinite(value) or prob.certified(g, reg, trace, f, col, tol):
-            return g, steps, trace, math.isfinite(value)
-    return g, steps, trace, False
+            return g, steps, trace, CONVERGED if math.isfinite(value) else BUDGET
+    return g, steps, trace, BUDGET
 
 
 def _run_sag_levels(prob, reg, lr, tol, budget, check_every, bar):
@@ -258,13 +280,19 @@ def _run_sag_levels(prob, reg, lr, tol, budget, check_every, bar):
             trace.append(value)
             if value > best:
                 best, best_g = value, g.copy()
-            col = prob.evaluate(g, level)[2]
+            _, f, col = prob.evaluate(g, level)
             if np.abs(col - prob.b).sum() <= LEVEL_MARGINAL * prob.mass:
                 break
-        if best - level_start <= tol * prob.denominator(best):
-            return best_g, steps, trace, True
+        if tol > 0 and best - level_start <= tol * prob.denominator(best):  # a stall: stop, certify
+            # with the rounded plan of this level as a second upper bound of the LP (<C, Q>
+            # of any feasible Q is one), often tighter than the rounded argmin assignment
+            upper = prob.upper_bound(g, level, f, col)[3]
+            f, col = prob.evaluate(best_g, 0.0)[1:]
+            prob.last = best_g.copy(), (best, f, col)
+            ok = prob.certify(best_g, 0.0, best, f, col, tol, len(trace), upper)
+            return best_g, steps, trace, CONVERGED if ok else STALLED
         level_start, level = best, level / LEVEL_FACTOR
-    return best_g, steps, trace, False
+    return best_g, steps, trace, BUDGET
 
 
 def _run_asgd(prob, reg, lr, tol, budget, check_every, bar):
@@ -283,12 +311,19 @@ def _run_asgd(prob, reg, lr, tol, budget, check_every, bar):
         trace.append(value)
         prob.last = g_avg.copy(), (value, f, col)
         if not math.isfinite(value):
-            return g_avg, steps, trace, False
-        if _stalled(trace, tol, prob.denominator(value)):
-            return g_avg, steps, trace, True
+            return g_avg, steps, trace, BUDGET
+        if _stalled(trace, tol, prob.denominator(value)):  # stop; optimal only if certified
+            ok = prob.certify(g_avg, reg, value, f, col, tol, len(trace))
+            return g_avg, steps, trace, CONVERGED if ok else STALLED
         if reg > 0 and prob.certified(g_avg, reg, trace, f, col, tol):
-            return g_avg, steps, trace, True
-    return g_avg, steps, trace, False
+            return g_avg, steps, trace, CONVERGED
+    return g_avg, steps, trace, BUDGET
+
+
+def mass_term(reg, mass):
+    """reg (M^2 - M): the entropic objective's KL(P | a b^T) has the terms -sum P + sum a b^T =
+    -M + M^2 at mass M, which the semi-dual a.f + b.g lacks (zero at unit mass only)."""
+    return reg * (mass * mass - mass)
 
 
 def asgd_step(spread, m):
@@ -301,19 +336,25 @@ def asgd_step(spread, m):
 def _stalled(trace, tol, denominator, min_checks=4):
     """The value changed by less than STALL_FACTOR * tol over the last half of the checks."""
     t = len(trace)
-    return t >= min_checks and abs(trace[-1] - trace[t // 2 - 1]) <= STALL_FACTOR * tol * denominator
+    return tol > 0 and t >= min_checks and abs(trace[-1] - trace[t // 2 - 1]) <= STALL_FACTOR * tol * denominator
 
 
-def _result(prob, g, reg, steps, trace, converged, budget, return_plan):
+def _result(prob, g, reg, steps, trace, stop, budget, return_plan):
     known, evaluation = prob.last
     same = known is not None and np.array_equal(known, g)  # the runner's last check, at this g
     value, f, col = evaluation if same else prob.evaluate(g, reg)
+    dead = prob.b == 0
+    if dead.any():  # potentials SGD never moves: the tightest feasible ones, as the exact solver
+        g = g.copy()
+        g[dead] = (prob.C[:, dead] - f[:, None]).min(axis=0)
     plan = None
     if return_plan:
         plan = np.empty((prob.n, prob.m))
         with prob.threads.using():
             _kernels.implied_plan(prob.C, prob.a, g, prob.log_b, reg, plan)
-    status, message = run_status(converged, math.isfinite(value) and bool(np.isfinite(g).all()), budget)
+    finite = math.isfinite(value) and bool(np.isfinite(g).all())
+    gap = prob.bound[1][0] - value if stop == STALLED else None
+    status, message = run_status(stop, finite, budget, gap, prob.denominator(value), prob.note)
     res = _Result(value=value, value_linear=math.nan, plan=plan, f=f, g=g, status=status, n_iter=steps,
                   marginal_error=float(np.abs(col - prob.b).sum()), dual_value=value, message=message,
                   trace=np.asarray(trace, float))
@@ -340,7 +381,7 @@ class _Result(OTResult):
                 self._set_certificate(self.value, *pending())
         return object.__getattribute__(self, name)
 
-    def _set_certificate(self, value, upper, linear, worst):
+    def _set_certificate(self, value, upper, linear, worst, *_):
         for name, v in zip(_Result.CERTIFICATE, (linear, max(worst, 0.0), upper - value)):
             object.__setattr__(self, name, v)
         self.__dict__.pop("_pending", None)
@@ -365,15 +406,22 @@ def _progress_bar(total, show):
     return tqdm(total=total, disable=not show, unit="step", desc="semi-dual SGD", leave=False)
 
 
-def run_status(converged, finite, budget):
-    """Status and message of a stochastic run; warns unless it converged."""
-    if converged and finite:
-        return Status.OPTIMAL, "converged"
+def run_status(stop, finite, budget, gap=None, denominator=1.0, note=""):
+    """Status and message of a stochastic run stopped for reason ``stop`` (CONVERGED, BUDGET
+    or STALLED, with the certified ``gap``, if any); warns unless it converged."""
+    if stop == CONVERGED and finite:
+        return Status.OPTIMAL, "converged" + note
     if not finite:
         status, message = Status.NUMERICAL_ERROR, "non-finite potentials; try a smaller lr"
+    elif stop == STALLED:
+        status = Status.MAX_ITER
+        certified = "" if gap is None else f", but its certified relative gap {gap / denominator:.3g} is above tol"
+        message = (f"stopped by the stall rule (the objective stopped improving by tol){certified}; "
+                   "the result is a lower bound, not certified optimal: lower tol or raise n_iter")
     else:
         status = Status.MAX_ITER
         message = (f"stopped after n_iter={budget} steps before the stopping rule (tol) was met; "
                    "raise n_iter or tol")
+    message += note
     warnings.warn(message, ConvergenceWarning, stacklevel=4)
     return status, message
