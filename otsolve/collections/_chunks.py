@@ -93,8 +93,8 @@ def _exact_chunk(packed, I, J, spec, parallel):
                    CERTIFICATE_RTOL, max_iter, out, codes, np.empty(len(small), np.int64))
         values[small] = np.maximum(out, 0.0) ** (1.0 / spec.p)
         status[small] = codes
-        messages = [(int(q), EXACT_MESSAGES[code].format(max_iter=max_iter))
-                    for q, code in zip(small, codes) if code != Status.OPTIMAL]
+        messages = [(int(q), EXACT_MESSAGES[Status(int(c))].format(max_iter=max_iter))
+                    for q, c in zip(small, codes) if c != Status.OPTIMAL]
     if big.any():
         big = np.flatnonzero(big)
         v, st, msg = _loop_chunk(packed, I[big], J[big], spec)
