@@ -70,7 +70,7 @@ def sorted_cumulative(values, weights):
     if weights is None:
         return np.sort(values, axis=1), (np.arange(1, n + 1) / n)[None, :]
     order = np.argsort(values, axis=1)  # ties in any order: the quantile function is the same
-    sorted_values = np.take_along_axis(values, order, axis=1)
+    sorted_values = np.sort(values, axis=1)  # = values[order] (ties are equal), faster than the gather
     w = weights[order] if weights.ndim == 1 else np.take_along_axis(weights, order, axis=1)
     cum = np.cumsum(w, axis=1)
     cum /= cum[:, -1:]
