@@ -178,8 +178,12 @@ def _run_pairwise(args) -> int:
     options = {"reg": args.reg} if args.reg is not None else {}
     if args.method == "sliced":
         options.update(n_projections=args.n_projections, seed=args.seed)
-    res = pairwise(clouds, p=args.p, method=args.method, client=client, progress=args.progress, store=args.store,
-                   **options)
+    try:
+        res = pairwise(clouds, p=args.p, method=args.method, client=client, progress=args.progress,
+                       store=args.store, **options)
+    finally:
+        if client is not None:
+            client.close()
     np.save(args.out, res.distances)
     print(f"{args.method} W{args.p:g} between {len(clouds)} clouds ({len(clouds) * (len(clouds) - 1) // 2} pairs) "
           f"in {res.seconds:.2f} s{' on ' + args.scheduler if args.scheduler else ''}: saved {args.out}")

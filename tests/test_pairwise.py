@@ -215,3 +215,20 @@ def test_inputs_are_unchanged():
     otsolve.pairwise(clouds, weights, method="sliced", seed=0)
     for got, want in zip(clouds + weights, copies[0] + copies[1]):
         np.testing.assert_array_equal(got, want)
+
+
+def test_command_line_on_a_dask_scheduler(tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    from otsolve.cli import main
+    clouds, _ = _collection(13, K=3, weighted=False)
+    files = [str(tmp_path / f"cloud{k}.csv") for k in range(3)]
+    for f, x in zip(files, clouds):
+        np.savetxt(f, x, delimiter=",")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        out = str(tmp_path / "D.npy")
+        code = main(["pairwise", *files, "--scheduler", cluster.scheduler_address, "--out", out, "--no-progress"])
+    assert code == 0
+    np.testing.assert_allclose(np.load(out), otsolve.pairwise([np.loadtxt(f, delimiter=",") for f in files]).distances,
+                               rtol=0, atol=0)
+    assert f"on {cluster.scheduler_address}" in capsys.readouterr().out
