@@ -175,7 +175,7 @@ def test_dask_run_equals_the_local_run_to_the_bit(tmp_path, monkeypatch):
 def test_dask_run_survives_a_killed_worker():
     distributed = pytest.importorskip("distributed")
     rng = np.random.default_rng(9)
-    clouds = [rng.normal(size=(120, 2)) for _ in range(12)]
+    clouds = [rng.normal(size=(150, 2)) for _ in range(12)]  # 66 pairs: ~0.1 s of work per worker at least
     local = otsolve.pairwise(clouds)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the nanny's restart notices
@@ -189,6 +189,7 @@ def test_dask_run_survives_a_killed_worker():
             while not any(client.processing().values()) and time.monotonic() < deadline:
                 time.sleep(0.01)
             os.kill(next(iter(pids.values())), 9)  # mid-job: its running task and its data are lost
+            assert job.is_alive()  # the kill came before the end of the job
             job.join(120)
             assert set(client.run(os.getpid).values()) != set(pids.values())  # the nanny replaced it
     assert "res" in out
