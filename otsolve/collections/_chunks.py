@@ -34,6 +34,15 @@ class Packed:
 
 
 @dataclass(frozen=True)
+class Projected:
+    """Every cloud projected on the directions and sorted: rows (L, total) of values and of
+    cumulative weights, cloud k in columns offsets[k]:offsets[k + 1]."""
+    values: np.ndarray
+    cumulative: np.ndarray
+    offsets: np.ndarray
+
+
+@dataclass(frozen=True)
 class Spec:
     """What to solve, beside the data: method, order p, metric and the method's options."""
     method: str
@@ -43,13 +52,13 @@ class Spec:
 
 
 def prepare(packed: Packed, spec: Spec, theta=None):
-    """The data shipped to every worker: the packed clouds, or for "sliced"/"1d" every cloud's
-    projections on the directions theta, sorted, with their cumulative weights."""
+    """The data shipped to every worker (one object, scattered once): the packed clouds, or for
+    "sliced"/"1d" every cloud's projections on the directions theta, sorted."""
     if spec.method not in ("sliced", "1d"):
         return packed
     K = len(packed.offsets) - 1
     clouds = [packed.cloud(k) for k in range(K)]
-    return project_sorted([x for x, _ in clouds], [w for _, w in clouds], theta)
+    return Projected(*project_sorted([x for x, _ in clouds], [w for _, w in clouds], theta))
 
 
 def solve_chunk(data, I, J, spec: Spec, parallel: bool = True):
@@ -59,7 +68,7 @@ def solve_chunk(data, I, J, spec: Spec, parallel: bool = True):
         return _loop_chunk(data, I, J, spec)
     if spec.method == "exact":
         return _exact_chunk(data, I, J, spec, parallel)
-    S, CS, offsets = data
+    S, CS, offsets = data.values, data.cumulative, data.offsets
     values = np.empty(len(I))
     with _threads(parallel, pair_work(spec, offsets, S.shape[0], I, J).sum()):
         (sliced_kernels.sliced_pairs if parallel else sliced_kernels.sliced_pairs_serial)(S, CS, offsets, I, J,
