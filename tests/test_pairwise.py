@@ -158,7 +158,7 @@ def test_dask_run_equals_the_local_run_to_the_bit(tmp_path, monkeypatch):
     clouds, weights = _collection(8, K=6)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-        for method, options in (("exact", {}), ("sliced", {"seed": 0})):
+        for method, options in (("exact", {}), ("sliced", {"seed": 0}), ("sinkhorn", {"reg": 0.1})):
             local = otsolve.pairwise(clouds, weights, method=method, **options)
             remote = otsolve.pairwise(clouds, weights, method=method, client=client, chunk_size=4, **options)
             np.testing.assert_array_equal(remote.distances, local.distances)

@@ -65,7 +65,8 @@ def solve_chunk(data, I, J, spec: Spec, parallel: bool = True):
     """Solve pairs (I[q], J[q]): returns W_p values, int8 status codes and [(q, message)] for
     the pairs that did not reach optimality."""
     if spec.method == "sinkhorn":
-        return _loop_chunk(data, I, J, spec)
+        with contextlib.nullcontext() if parallel else threads_for(0):  # Dask: one Numba thread a worker
+            return _loop_chunk(data, I, J, spec)
     if spec.method == "exact":
         return _exact_chunk(data, I, J, spec, parallel)
     S, CS, offsets = data.values, data.cumulative, data.offsets
