@@ -13,11 +13,11 @@ import numpy as np
 
 from .._costs import cost_code
 from .._result import ConvergenceWarning, Status
+from .._threads import PARALLEL_MIN_PAIRS
 from .._validation import check_choice, check_count, check_points, check_positive, check_weights
 from ..lp.network_simplex import _principal_axis
 from ..sliced.oned import check_order
 from ..sliced.sliced import directions_for
-from .._threads import PARALLEL_MIN_PAIRS
 from ._chunks import Packed, Spec, pair_work, prepare, solve_chunk
 
 METHODS = ("exact", "sinkhorn", "sliced", "1d")
