@@ -101,6 +101,15 @@ def test_failures_are_listed_never_silent():
     assert np.isfinite(res.distances).all()
 
 
+def test_sinkhorn_failures_carry_the_solver_message():
+    clouds, weights = _collection(14, K=3)
+    with pytest.warns(otsolve.ConvergenceWarning, match="did not reach optimality"):
+        res = otsolve.pairwise(clouds, weights, method="sinkhorn", reg=0.01, max_iter=2)
+    assert [(i, j) for i, j, _ in res.failures] == [(0, 1), (0, 2), (1, 2)]
+    assert all("max_iter" in message for _, _, message in res.failures)
+    assert (res.status[~np.eye(3, dtype=bool)] == otsolve.Status.MAX_ITER).all()
+
+
 def test_progress_bar(capsys):
     clouds, _ = _collection(6, K=4, weighted=False)
     otsolve.pairwise(clouds, method="sliced", seed=0, progress=True)
