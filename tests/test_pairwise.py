@@ -74,7 +74,7 @@ def test_cross_form_equals_the_loop():
     np.testing.assert_allclose(res.distances, loop, rtol=LOOP_RTOL, atol=0)
 
 
-def test_sliced_and_1d_equal_their_one_pair_functions_to_the_bit():
+def test_sliced_and_1d_equal_their_one_pair_functions():
     clouds, weights = _collection(3, d=3)
     res = otsolve.pairwise(clouds, weights, method="sliced", p=2, n_projections=20, seed=4)
     loop = _loop(lambda x, y, a, b: otsolve.sliced_wasserstein(x, y, a, b, n_projections=20, seed=4),
