@@ -5,7 +5,9 @@ from .lp import exact, exact_batch
 from .stochastic import semidiscrete_sgd, semidual_sgd
 from .entropic import sinkhorn, sinkhorn_divergence, sinkhorn_points
 from .wasserstein import wasserstein
+from .maps import TransportMap, transport_map
 
 __version__ = "0.1.0"
 __all__ = ["exact", "exact_batch", "sinkhorn", "sinkhorn_points", "sinkhorn_divergence", "semidual_sgd",
-           "semidiscrete_sgd", "wasserstein", "cost_matrix", "OTResult", "Status", "ConvergenceWarning"]
+           "semidiscrete_sgd", "wasserstein", "transport_map", "TransportMap", "cost_matrix", "OTResult", "Status",
+           "ConvergenceWarning"]
