@@ -43,7 +43,7 @@ def _run_gan(args) -> int:
     from .gan import train  # lazily: torch only when this command runs
 
     res = train(args.data, args.loss, n_steps=args.steps, batch_size=args.batch_size, reg=args.reg, p=args.p,
-                lr=args.lr, seed=args.seed, out_dir=args.out, progress=args.progress)
+                lr=args.lr, seed=args.seed, out_dir=args.out, progress=args.progress, optimizer=args.optimizer)
     h = res.history
     print(f"trained a generator on {args.data} with the {args.loss} loss for {args.steps} steps")
     print(f"  exact batch W1 (otsolve.exact): {h.w1[0]:.4f} at step 0 -> {h.w1[-1]:.4f} at step {h.eval_step[-1]}")
@@ -70,12 +70,14 @@ def _add_gan_commands(commands) -> None:
     gan = commands.add_parser("gan", help="train a small GAN generator with an otsolve loss or a critic")
     gan.add_argument("--data", default="gaussians8", help="gaussians8 or digits (default gaussians8)")
     gan.add_argument("--loss", default="sinkhorn_divergence",
-                     help="exact, sinkhorn, sinkhorn_divergence, semidual, wc, gp or ctransform")
+                     help="exact, sinkhorn, sinkhorn_divergence, semidual, energy, wc, gp or ctransform")
     gan.add_argument("--steps", type=int, default=1000)
     gan.add_argument("--batch-size", type=int, default=256)
     gan.add_argument("--reg", type=float, default=None, help="entropic strength (default 0.1 for Sinkhorn)")
     gan.add_argument("--p", type=int, default=2, help="cost |x - y|^p of the solver losses, 1 or 2")
     gan.add_argument("--lr", type=float, default=None)
+    gan.add_argument("--optimizer", default=None,
+                     help="adam, optimistic_adam or optimistic_sgd (default: each method's own)")
     gan.add_argument("--seed", type=int, default=0)
     gan.add_argument("--out", default="gan_out", help="folder for samples.png and losses.png")
     gan.add_argument("--no-progress", dest="progress", action="store_false")

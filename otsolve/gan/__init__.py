@@ -12,6 +12,7 @@ except ImportError as err:  # pragma: no cover - exercised in an environment wit
 
 from .critics import CRITICS, CTransformCritic, Critic, GradientPenaltyCritic, WeightClippingCritic, make_critic, mlp
 from .data import DATASETS, Sampler, make_sampler, mode_coverage
+from .energy import minibatch_energy_distance
 from .losses import METHODS, OTLoss, ot_loss
 from .optim import OptimisticAdam, OptimisticSGD
 from .study import StudyResult, critic_error_study
@@ -22,4 +23,5 @@ __all__ = [
     "Critic", "WeightClippingCritic", "GradientPenaltyCritic", "CTransformCritic", "make_critic", "mlp",
     "CRITICS", "train", "TrainResult", "TrainHistory", "make_sampler", "Sampler", "DATASETS",
     "mode_coverage", "critic_error_study", "StudyResult", "OptimisticAdam", "OptimisticSGD",
+    "minibatch_energy_distance",
 ]
