@@ -109,10 +109,41 @@ def test_permutation_exact_and_laguerre(seed):
     x, y, assigned = permutation_problem(seed)
     T = otsolve.transport_map(x, y)
     np.testing.assert_allclose(T.at_sources, assigned, atol=1e-14)
+    np.testing.assert_array_equal(T(x), assigned)  # centred duals: each source inside its own cell
     # semi-dual at reg 0: g weights Laguerre cells with the targets' masses, sources inside their cells
     T0 = otsolve.transport_map(x, y, method="semidual", reg=0, seed=0)
     np.testing.assert_array_equal(T0(x), assigned)
     np.testing.assert_array_equal(T0.at_sources, assigned)
+
+
+@pytest.mark.parametrize("seed, n, m", [(0, 12, 12), (1, 9, 7), (2, 30, 30)])
+def test_centred_exact_potential_is_optimal_and_strict(seed, n, m):
+    rng = np.random.default_rng(seed)
+    x, y = rng.uniform(size=(n, 2)), rng.uniform(size=(m, 2))
+    a, b = rng.uniform(0.5, 1.5, n), rng.uniform(0.5, 1.5, m)
+    a, b = a / a.sum(), b / b.sum()
+    C = sq_costs(x, y)
+    value = lp_value(C, a, b)
+    T = otsolve.transport_map(x, y, a, b)
+    f = (C - T.g[None, :]).min(axis=1)  # the c-transform of the centred g
+    assert a @ f + b @ T.g == pytest.approx(value, rel=1e-12)  # still dual-optimal (HiGHS value)
+    slack = C - f[:, None] - T.g[None, :]
+    support = T.result.plan.toarray() > 0
+    assert np.abs(slack[support]).max() < 1e-12
+    # off the support the vertex duals of the simplex leave >= n + m - 1 - nnz tight pairs; centred: none
+    vertex = C - T.result.f[:, None] - T.result.g[None, :]
+    assert np.sum(np.abs(vertex[~support]) < 1e-12) >= n + m - 1 - support.sum()
+    assert slack[~support].min() > 1e-9
+
+
+def lp_value(C, a, b):
+    from scipy.optimize import linprog
+    from scipy.sparse import eye, kron, vstack
+    n, m = C.shape
+    A = vstack([kron(eye(n), np.ones((1, m))), kron(np.ones((1, n)), eye(m))])
+    res = linprog(C.ravel(), A_eq=A, b_eq=np.concatenate([a, b]), method="highs")
+    assert res.status == 0
+    return res.fun
 
 
 def test_entropic_map_at_sources_tends_to_assignment():
