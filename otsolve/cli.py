@@ -66,6 +66,18 @@ def _run_critic_error(args) -> int:
     return 0
 
 
+def _run_gan_study(args) -> int:
+    from .gan import generator_quality_study  # lazily: torch only when this command runs
+
+    res = generator_quality_study(args.data, args.losses, args.optimizers, n_steps=args.steps,
+                                  batch_size=args.batch_size, eval_size=args.eval_size, seed=args.seed,
+                                  progress=args.progress)
+    print(res.table())
+    if args.figure:
+        print(f"saved {res.save_figure(args.figure)}")
+    return 0
+
+
 def _add_gan_commands(commands) -> None:
     gan = commands.add_parser("gan", help="train a small GAN generator with an otsolve loss or a critic")
     gan.add_argument("--data", default="gaussians8", help="gaussians8 or digits (default gaussians8)")
@@ -95,6 +107,18 @@ def _add_gan_commands(commands) -> None:
     study.add_argument("--figure", default="critic_error.png")
     study.add_argument("--progress", action="store_true")
     study.set_defaults(run=_run_critic_error)
+    quality = commands.add_parser("gan-study", help="which critic or OT loss trains the best generator")
+    quality.add_argument("--data", nargs="+", default=["gaussians8", "digits"])
+    quality.add_argument("--losses", nargs="+",
+                         default=["wc", "gp", "ctransform", "exact", "sinkhorn_divergence", "semidual", "energy"])
+    quality.add_argument("--optimizers", nargs="+", default=["adam", "optimistic_adam"])
+    quality.add_argument("--steps", type=int, default=1000, help="generator steps per run (default 1000)")
+    quality.add_argument("--batch-size", type=int, default=128)
+    quality.add_argument("--eval-size", type=int, default=2000, help="generated points compared at the end")
+    quality.add_argument("--seed", type=int, default=0)
+    quality.add_argument("--figure", default="gan_quality.png")
+    quality.add_argument("--progress", action="store_true")
+    quality.set_defaults(run=_run_gan_study)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ from .data import DATASETS, Sampler, make_sampler, mode_coverage
 from .energy import minibatch_energy_distance
 from .losses import METHODS, OTLoss, ot_loss
 from .optim import OptimisticAdam, OptimisticSGD
+from .quality import QualityResult, generator_quality_study
 from .study import StudyResult, critic_error_study
 from .train import TrainHistory, TrainResult, train
 
@@ -23,5 +24,5 @@ __all__ = [
     "Critic", "WeightClippingCritic", "GradientPenaltyCritic", "CTransformCritic", "make_critic", "mlp",
     "CRITICS", "train", "TrainResult", "TrainHistory", "make_sampler", "Sampler", "DATASETS",
     "mode_coverage", "critic_error_study", "StudyResult", "OptimisticAdam", "OptimisticSGD",
-    "minibatch_energy_distance",
+    "minibatch_energy_distance", "generator_quality_study", "QualityResult",
 ]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,7 +35,8 @@ class TrainHistory:
 
     ``loss[k]`` is the generator loss at generator step ``step[k]``; ``w1[k]`` is the exact batch W1
     (``otsolve.exact``, cost |x - y|) between ``eval_size`` generated and real samples at
-    ``eval_step[k]``; ``modes[k]`` the modes covered then (``gaussians8`` only, else -1).
+    ``eval_step[k]``; ``modes[k]`` the modes covered then (``gaussians8`` only, else -1);
+    ``seconds`` the wall time of the training steps (critic and generator updates, no evaluation).
     """
 
     step: list = field(default_factory=list)
@@ -42,6 +44,7 @@ class TrainHistory:
     eval_step: list = field(default_factory=list)
     w1: list = field(default_factory=list)
     modes: list = field(default_factory=list)
+    seconds: float = 0.0
 
 
 @dataclass
@@ -132,6 +135,7 @@ def train(data="gaussians8", loss="sinkhorn_divergence", *, n_steps=1000, batch_
                 bar.set_postfix(loss=history.loss[-1] if history.loss else float("nan"), w1=history.w1[-1])
             if step == n_steps:
                 break
+            start = time.perf_counter()
             if critic is not None:
                 for _ in range(critic_steps):
                     with torch.no_grad():
@@ -150,6 +154,7 @@ def train(data="gaussians8", loss="sinkhorn_divergence", *, n_steps=1000, batch_
             opt.zero_grad(set_to_none=True)
             value.backward()
             opt.step()
+            history.seconds += time.perf_counter() - start
             history.step.append(step)
             history.loss.append(float(value.detach()))
     figures = save_figures(history, snapshots, sampler, loss, out_dir) if out_dir else []
