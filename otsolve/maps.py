@@ -51,7 +51,8 @@ def transport_map(x, y, a=None, b=None, *, method="exact", p=2, reg=None, **opti
     -------
     TransportMap
         ``.at_sources`` (n, d): the barycentric projection ``sum_j P_ij y_j / a_i`` of the plan
-        (rows with a_i = 0: T(x_i)); ``map(x_new)``: T above from the solver's g; ``.result``.
+        (rows with a_i = 0: T(x_i)); ``map(x_new)``: T above from the target potential ``.g``
+        (the solver's, centred in the optimal dual set for the exact solver); ``.result``.
 
     Raises
     ------
@@ -101,8 +102,9 @@ class TransportMap:
     g : (m,) ndarray
         The target potential that defines ``T`` for new points: ``result.g``, except for the exact
         solver on a dense cost matrix, whose vertex duals put sources on boundaries of Laguerre cells
-        (n - 1 zero-flow tree arcs are tight): there the optimal g is moved to the middle of the
-        optimal dual set (see :func:`central_target_potential`; same plan, same dual value).
+        (the zero-flow arcs of the simplex tree are tight; a permutation has n - 1 of them): there g
+        is moved to the middle of the optimal dual set (:func:`central_target_potential`; same plan,
+        same dual value).
     method, p, reg : the problem solved (reg 0 for the exact solver).
 
     Calling the map, ``T(x_new)`` with ``x_new`` of shape (k, d) (or (k,) in 1-D) returns (k, d)
