@@ -1,5 +1,6 @@
 """Tests of otsolve.gan's optimistic optimisers against hand-written numpy steps of their formulas, on
 the bilinear game, and of the c-transform critic's transport map against finite differences."""
+import copy
 import math
 
 import numpy as np
@@ -54,7 +55,6 @@ def numpy_osgd_run(net, loss_fn, n_steps, lr):
 
 
 def _grads_at(net, params, loss_fn):
-    import copy
     twin = copy.deepcopy(net)
     with torch.no_grad():
         for p, value in zip(twin.parameters(), params):
@@ -120,7 +120,8 @@ def test_optimistic_adam_scalar_sequence_matches_generator_reference():
 
 def test_maximize_ascends():
     grads = [np.array([1.0, -2.0]), np.array([0.5, 3.0])]
-    for make in (lambda p, mx: OptimisticAdam(p, lr=0.1, maximize=mx), lambda p, mx: OptimisticSGD(p, lr=0.1, maximize=mx)):
+    for make in (lambda p, mx: OptimisticAdam(p, lr=0.1, maximize=mx),
+                 lambda p, mx: OptimisticSGD(p, lr=0.1, maximize=mx)):
         u = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
         v = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
         ou, ov = make([u], True), make([v], False)
