@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from otsolve.gan import generator_quality_study
+from otsolve.gan import QualityResult, generator_quality_study
 from otsolve.gan.quality import DATA, STUDY_LOSSES, STUDY_OPTIMIZERS
 
 
@@ -30,11 +30,15 @@ def main():
     parser.add_argument("--figure", default="gan_quality.png")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    start = time.perf_counter()
-    res = generator_quality_study(args.data, args.losses, args.optimizers, n_steps=args.steps,
-                                  batch_size=args.batch_size, eval_size=args.eval_size, seed=args.seed,
-                                  progress=True)
-    print(res.table())
+    start, rows = time.perf_counter(), []
+    for data in args.data:
+        for loss in args.losses:  # one loss at a time: each finished row is printed at once
+            part = generator_quality_study([data], [loss], args.optimizers, n_steps=args.steps,
+                                           batch_size=args.batch_size, eval_size=args.eval_size, seed=args.seed,
+                                           progress=True)
+            rows += part.rows
+            print("\n".join(part.table().splitlines()[2 * (len(rows) > len(part.rows)):]), flush=True)
+    res = QualityResult(rows, dict(part.config, data=args.data, losses=args.losses))
     print(f"figure: {res.save_figure(args.figure)}; {res.config}; total {time.perf_counter() - start:.0f} s")
 
 
