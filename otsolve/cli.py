@@ -112,7 +112,7 @@ def _run_gan(args) -> int:
     from .gan import train  # lazily: torch only when this command runs
 
     res = train(args.data, args.loss, n_steps=args.steps, batch_size=args.batch_size, reg=args.reg, p=args.p,
-                lr=args.lr, seed=args.seed, out_dir=args.out, progress=args.progress)
+                lr=args.lr, seed=args.seed, out_dir=args.out, progress=args.progress, optimizer=args.optimizer)
     h = res.history
     print(f"trained a generator on {args.data} with the {args.loss} loss for {args.steps} steps")
     print(f"  exact batch W1 (otsolve.exact): {h.w1[0]:.4f} at step 0 -> {h.w1[-1]:.4f} at step {h.eval_step[-1]}")
@@ -135,16 +135,30 @@ def _run_critic_error(args) -> int:
     return 0
 
 
+def _run_gan_study(args) -> int:
+    from .gan import generator_quality_study  # lazily: torch only when this command runs
+
+    res = generator_quality_study(args.data, args.losses, args.optimizers, n_steps=args.steps,
+                                  batch_size=args.batch_size, eval_size=args.eval_size, seed=args.seed,
+                                  progress=args.progress)
+    print(res.table())
+    if args.figure:
+        print(f"saved {res.save_figure(args.figure)}")
+    return 0
+
+
 def _add_gan_commands(commands) -> None:
     gan = commands.add_parser("gan", help="train a small GAN generator with an otsolve loss or a critic")
     gan.add_argument("--data", default="gaussians8", help="gaussians8 or digits (default gaussians8)")
     gan.add_argument("--loss", default="sinkhorn_divergence",
-                     help="exact, sinkhorn, sinkhorn_divergence, semidual, wc, gp or ctransform")
+                     help="exact, sinkhorn, sinkhorn_divergence, semidual, energy, wc, gp or ctransform")
     gan.add_argument("--steps", type=_positive(int, "--steps"), default=1000)
     gan.add_argument("--batch-size", type=_positive(int, "--batch-size"), default=256)
     gan.add_argument("--reg", type=_positive(float, "--reg"), default=None, help="entropic strength (default 0.1 for Sinkhorn)")
     gan.add_argument("--p", type=int, choices=[1, 2], default=2, help="cost |x - y|^p of the solver losses, 1 or 2")
     gan.add_argument("--lr", type=_positive(float, "--lr"), default=None)
+    gan.add_argument("--optimizer", default=None,
+                     help="adam, optimistic_adam or optimistic_sgd (default: each method's own)")
     gan.add_argument("--seed", type=int, default=0)
     gan.add_argument("--out", default="gan_out", help="folder for samples.png and losses.png")
     gan.add_argument("--no-progress", dest="progress", action="store_false")
@@ -162,6 +176,20 @@ def _add_gan_commands(commands) -> None:
     study.add_argument("--figure", default="critic_error.png")
     study.add_argument("--progress", action="store_true")
     study.set_defaults(run=_run_critic_error)
+    quality = commands.add_parser("gan-study", help="which critic or OT loss trains the best generator")
+    quality.add_argument("--data", nargs="+", default=["gaussians8", "digits"])
+    quality.add_argument("--losses", nargs="+",
+                         default=["wc", "gp", "ctransform", "exact", "sinkhorn_divergence", "semidual", "energy"])
+    quality.add_argument("--optimizers", nargs="+", default=["adam", "optimistic_adam"])
+    quality.add_argument("--steps", type=_positive(int, "--steps"), default=1000,
+                         help="generator steps per run (default 1000)")
+    quality.add_argument("--batch-size", type=_positive(int, "--batch-size"), default=128)
+    quality.add_argument("--eval-size", type=_positive(int, "--eval-size"), default=2000,
+                         help="generated points compared at the end")
+    quality.add_argument("--seed", type=int, default=0)
+    quality.add_argument("--figure", default="gan_quality.png")
+    quality.add_argument("--progress", action="store_true")
+    quality.set_defaults(run=_run_gan_study)
 
 
 def _run_pairwise(args) -> int:

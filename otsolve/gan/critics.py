@@ -205,6 +205,22 @@ class CTransformCritic(Critic):
         _check_pair(fake, real)
         return self.objective(fake, real)
 
+    def transport(self, x):
+        """The map of fake samples towards real ones read off phi: T(x) = x - grad phi(x) / 2 (p=2 only).
+
+        At an optimum phi(x) = min_y |x - y|^2 - psi(y), so grad phi(x) = 2 (x - T(x)) where T(x) is
+        the minimising y (envelope theorem; the seed's x - (grad h)^{-1}(grad phi(x)), h = |.|^2).
+        ``x`` (n, ...) is flattened as the critic reads it and the result has x's shape, detached.
+        """
+        if self.p != 2:
+            raise ValueError(f"transport needs p=2 (cost |x - y|^2, strictly convex); this critic has p={self.p}, "
+                             "whose potential does not determine a map: use make_critic('ctransform', net, p=2)")
+        flat = _flat(x, "x")
+        with torch.enable_grad():
+            z = flat.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.phi(z).sum(), z)
+        return (z - 0.5 * grad).detach().reshape(x.shape)
+
 
 def make_critic(kind, net, **options):
     """The critic of ``kind`` ("wc", "gp" or "ctransform") around ``net``, with its defaults."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,12 +14,18 @@ import otsolve
 from .._validation import check_choice, check_count, check_positive
 from .critics import CRITICS, make_critic, mlp
 from .data import Sampler, make_sampler, mode_coverage
+from .energy import minibatch_energy_distance
 from .losses import ENTROPIC, METHODS, ot_loss
+from .optim import OptimisticAdam, OptimisticSGD
 
-LOSSES = METHODS + CRITICS
+LOSSES = METHODS + ("energy",) + CRITICS
 DEFAULT_REG = 0.1      # entropic strength when none is given, in cost units (data of unit scale)
 GENERATOR_LR = {"wc": 5e-5, "gp": 1e-4, "ctransform": 1e-4}  # each critic paper's rate; OT losses: 1e-3
 SOLVER_LR = 1e-3
+ENERGY_REG = 0.5       # energy loss: its data-data term W(y, y') between clustered batches took Sinkhorn
+                       # 10^4 iterations at reg 0.1 (gaussians8; POT too), 66 at 0.5
+OPTIMIZERS = ("adam", "optimistic_adam", "optimistic_sgd")
+DEFAULT_BETAS = (0.9, 0.999)  # Adam moments where a method's paper gives none (OT losses, WC): torch's
 SINKHORN_TOL = 1e-5    # marginal L1 error: gradients to ~1e-5 relative, ample for SGD on a generator
 
 
@@ -28,7 +35,8 @@ class TrainHistory:
 
     ``loss[k]`` is the generator loss at generator step ``step[k]``; ``w1[k]`` is the exact batch W1
     (``otsolve.exact``, cost |x - y|) between ``eval_size`` generated and real samples at
-    ``eval_step[k]``; ``modes[k]`` the modes covered then (``gaussians8`` only, else -1).
+    ``eval_step[k]``; ``modes[k]`` the modes covered then (``gaussians8`` only, else -1);
+    ``seconds`` the wall time of the training steps (critic and generator updates, no evaluation).
     """
 
     step: list = field(default_factory=list)
@@ -36,6 +44,7 @@ class TrainHistory:
     eval_step: list = field(default_factory=list)
     w1: list = field(default_factory=list)
     modes: list = field(default_factory=list)
+    seconds: float = 0.0
 
 
 @dataclass
@@ -61,7 +70,7 @@ class TrainResult:
 
 def train(data="gaussians8", loss="sinkhorn_divergence", *, n_steps=1000, batch_size=256, reg=None, p=2,
           latent_dim=None, hidden=(128, 128), lr=None, critic_steps=5, eval_every=None, eval_size=512,
-          n_snapshots=5, seed=0, out_dir=None, progress=True, device="cpu"):
+          n_snapshots=5, seed=0, out_dir=None, progress=True, device="cpu", optimizer=None):
     """Train an MLP generator on a built-in data set with any otsolve loss or neural critic.
 
     Parameters
@@ -69,15 +78,21 @@ def train(data="gaussians8", loss="sinkhorn_divergence", *, n_steps=1000, batch_
     data : str or Sampler
         ``"gaussians8"`` (ring of 8 Gaussians), ``"digits"`` (scikit-learn 8x8 digits), ... or a
         :class:`Sampler`.
-    loss : {"exact", "sinkhorn", "sinkhorn_divergence", "semidual", "wc", "gp", "ctransform"}
-        An :func:`ot_loss` method (cost |x - y|^p) or a critic (W1), trained ``critic_steps`` times
-        per generator step with its paper's optimiser.
+    loss : {"exact", "sinkhorn", "sinkhorn_divergence", "semidual", "energy", "wc", "gp", "ctransform"}
+        An :func:`ot_loss` method (cost |x - y|^p), OT-GAN's :func:`minibatch_energy_distance`
+        (two generated and two data batches per step) or a critic (W1), trained ``critic_steps``
+        times per generator step with its paper's optimiser.
     n_steps, batch_size : int
         Generator steps and minibatch size.
     reg : float, optional
-        Entropic strength for the Sinkhorn losses (default 0.1) and the semi-dual (default 0).
+        Entropic strength for the Sinkhorn losses (default 0.1), the energy loss (default 0.5) and the
+        semi-dual (default 0).
     lr : float, optional
-        Generator learning rate (Adam): 1e-3 for OT losses, the critic paper's rate otherwise.
+        Generator learning rate: 1e-3 for OT losses, the critic paper's rate otherwise.
+    optimizer : {None, "adam", "optimistic_adam", "optimistic_sgd"}
+        Optimiser of the generator and of the critic. None: each method's own (Adam; the WC critic
+        and its generator RMSprop). Otherwise that optimiser for both players, with the rates and
+        the betas of the defaults (torch's (0.9, 0.999) where the default has none).
     eval_every : int, optional
         Steps between evaluations of the exact batch W1 (default ``n_steps // 20``).
     out_dir : str, optional
@@ -90,6 +105,8 @@ def train(data="gaussians8", loss="sinkhorn_divergence", *, n_steps=1000, batch_
     TrainResult
     """
     loss = check_choice(loss, "loss", LOSSES)
+    if optimizer is not None:
+        check_choice(optimizer, "optimizer", OPTIMIZERS)
     sampler = make_sampler(data) if isinstance(data, str) else data
     if not isinstance(sampler, Sampler):
         raise TypeError(f"data must be a data set name or a Sampler; got {type(data).__name__}")
@@ -98,6 +115,8 @@ def train(data="gaussians8", loss="sinkhorn_divergence", *, n_steps=1000, batch_
     eval_every = max(1, n_steps // 20) if eval_every is None else check_count(eval_every, "eval_every")
     if reg is None and loss in ENTROPIC:
         reg = DEFAULT_REG
+    if reg is None and loss == "energy":
+        reg = ENERGY_REG
     latent_dim = check_count(latent_dim or (4 if sampler.dim <= 2 else 16), "latent_dim")
     snap_at = set(np.linspace(0, n_steps, max(2, n_snapshots)).round().astype(int).tolist())
     rng, history, snapshots = np.random.default_rng(seed), TrainHistory(), []
@@ -106,7 +125,7 @@ def train(data="gaussians8", loss="sinkhorn_divergence", *, n_steps=1000, batch_
         layers = [mlp(latent_dim, sampler.dim, hidden)] + ([torch.nn.Sigmoid()] if sampler.image_shape else [])
         generator = torch.nn.Sequential(*layers).to(device)
         lr = (GENERATOR_LR.get(loss, SOLVER_LR) if lr is None else check_positive(lr, "lr"))
-        opt, critic = _optimizers(loss, generator, sampler.dim, lr, device)
+        opt, critic = _optimizers(loss, generator, sampler.dim, lr, device, optimizer)
         z_fixed = torch.randn(eval_size, latent_dim, device=device)
         real_batch = lambda n: torch.as_tensor(sampler.sample(n, rng), dtype=torch.float32, device=device)
         bar = tqdm(range(n_steps + 1), disable=not progress, desc=f"gan {sampler.name} {loss}")
@@ -116,13 +135,18 @@ def train(data="gaussians8", loss="sinkhorn_divergence", *, n_steps=1000, batch_
                 bar.set_postfix(loss=history.loss[-1] if history.loss else float("nan"), w1=history.w1[-1])
             if step == n_steps:
                 break
+            start = time.perf_counter()
             if critic is not None:
                 for _ in range(critic_steps):
                     with torch.no_grad():
                         fake = generator(torch.randn(batch_size, latent_dim, device=device))
                     critic.step(fake, real_batch(batch_size))
             fake = generator(torch.randn(batch_size, latent_dim, device=device))
-            if critic is None:
+            if loss == "energy":
+                fake2 = generator(torch.randn(batch_size, latent_dim, device=device))
+                value = minibatch_energy_distance(fake, fake2, real_batch(batch_size), real_batch(batch_size),
+                                                  reg=reg, p=p, tol=SINKHORN_TOL)
+            elif critic is None:
                 value = ot_loss(fake, real_batch(batch_size), method=loss, p=p,
                                 reg=None if loss == "exact" else reg, **_solver_options(loss, seed + step))
             else:
@@ -130,6 +154,7 @@ def train(data="gaussians8", loss="sinkhorn_divergence", *, n_steps=1000, batch_
             opt.zero_grad(set_to_none=True)
             value.backward()
             opt.step()
+            history.seconds += time.perf_counter() - start
             history.step.append(step)
             history.loss.append(float(value.detach()))
     figures = save_figures(history, snapshots, sampler, loss, out_dir) if out_dir else []
@@ -142,13 +167,26 @@ def _solver_options(loss, seed):
     return {"seed": seed} if loss == "semidual" else {}
 
 
-def _optimizers(loss, generator, dim, lr, device):
-    if loss not in CRITICS:
-        return torch.optim.Adam(generator.parameters(), lr=lr), None
-    critic = make_critic(loss, mlp(dim, 1, (128, 128, 128)).to(device))
-    if loss == "wc":
-        return torch.optim.RMSprop(generator.parameters(), lr=lr), critic
-    return torch.optim.Adam(generator.parameters(), lr=lr, betas=critic.betas), critic
+def _optimizers(loss, generator, dim, lr, device, optimizer=None):
+    """The generator's optimiser and the critic (None for OT losses), with ``optimizer``'s kind."""
+    critic = make_critic(loss, mlp(dim, 1, (128, 128, 128)).to(device)) if loss in CRITICS else None
+    betas = getattr(critic, "betas", DEFAULT_BETAS)
+    if critic is not None and optimizer is not None:
+        critic.optimizer = make_optimizer(optimizer, critic.net.parameters(), critic.lr, betas)
+    if optimizer is None:
+        optimizer = "rmsprop" if loss == "wc" else "adam"
+    return make_optimizer(optimizer, generator.parameters(), lr, betas), critic
+
+
+def make_optimizer(kind, params, lr, betas=DEFAULT_BETAS):
+    """A torch optimiser by name: "adam", "optimistic_adam", "optimistic_sgd" (or "rmsprop")."""
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas)
+    if kind == "optimistic_adam":
+        return OptimisticAdam(params, lr=lr, betas=betas)
+    if kind == "optimistic_sgd":
+        return OptimisticSGD(params, lr=lr)
+    return torch.optim.RMSprop(params, lr=lr)
 
 
 def _evaluate(step, generator, z_fixed, sampler, rng, history, snapshots, snap_at, eval_every, n_steps):
