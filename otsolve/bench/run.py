@@ -57,7 +57,7 @@ def _choose_solvers(solvers):
         else:
             raise ValueError(f"unknown solver {item!r}; choose from {', '.join([*S.SOLVERS, *S.MISSING])} "
                              f"or a library ({', '.join(sorted({s.library for s in S.SOLVERS.values()}))})")
-    return list(dict.fromkeys(chosen)), missing
+    return list({s.name: s for s in chosen}.values()), missing
 
 
 def _choose_problems(suite, problems, sizes):
