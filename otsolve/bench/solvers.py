@@ -243,7 +243,7 @@ def _populate():
     register(Solver("scipy.lsa", "SciPy", "exact", _scipy_lsa, families=("assignment",)))
     if _installed("geomloss") and _installed("torch"):
         register(Solver("geomloss.sinkhorn", "GeomLoss", "entropic", _geomloss, needs="points", rtol=1e-2,
-                        iterative=True, max_pairs={"quick": 2**22, "full": 2**24},
+                        iterative=True, max_pairs={"quick": 2**18, "full": 2**24},
                         metrics=("sqeuclidean", "euclidean")))
     else:
         MISSING["geomloss.sinkhorn"] = "GeomLoss (and torch) not installed (pip install geomloss torch)"

@@ -13,13 +13,12 @@ from .reference import reference
 
 SUITES = {
     "quick": {
-        "problems": {"gauss2d-sqeuclidean": (250, 500, 1000), "mixture2d-euclidean": (250, 500, 1000),
-                     "gauss64d-sqeuclidean": (250, 500, 1000), "uniform2d-euclidean": (250, 500, 1000),
+        "problems": {"gauss2d-sqeuclidean": (200, 400, 800), "mixture2d-euclidean": (200, 400, 800),
+                     "gauss64d-sqeuclidean": (200, 400, 800), "uniform2d-euclidean": (200, 400, 800),
                      "grid-grf-moderate": (16, 32), "grid-cauchy": (16, 32), "grid-shapes": (16, 32),
-                     "grid-whitenoise": (16, 32),
                      "assign-points": (250, 500, 1000), "assign-random": (250, 500, 1000),
                      "gan-8gaussians": (64, 128, 256)},
-        "repeats": 3, "budget_s": 1.0, "slow_s": 15.0},
+        "repeats": 3, "budget_s": 1.0, "slow_s": 5.0},
     "full": {
         "problems": {**{name: (500, 1000, 2000, 4000) for name, (fam, _) in P.PROBLEMS.items() if fam == "clouds"},
                      **{name: (32, 64, 128) for name, (fam, _) in P.PROBLEMS.items() if fam == "grids"},
