@@ -176,3 +176,20 @@ def test_cli_bench(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["bench", "--sizes", "0"])
     assert stop.value.code == 2
+
+
+def test_cli_bench_on_dotmark_files(tmp_path, capsys):
+    folder = tmp_path / "dotmark" / "CauchyDensity"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    for k in (1, 2):
+        np.savetxt(folder / f"data8_100{k}.csv", rng.random((8, 8)), delimiter=",")
+    out = tmp_path / "report"
+    code = main(["bench", "--dotmark", str(tmp_path / "dotmark"), "--sizes", "8", "--solvers", "otsolve.exact",
+                 "pot.emd", "--out", str(out), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert {(r["problem"], r["family"], r["n"]) for r in runs} == {("dotmark-CauchyDensity", "dotmark", 64)}
+    assert all(r["flag"] == "" for r in runs) and "## dotmark" in (out / "report.md").read_text()
+    assert main(["bench", "--dotmark", str(tmp_path / "absent"), "--out", str(out)]) == 2
+    assert "no such directory" in capsys.readouterr().err

@@ -162,7 +162,7 @@ def run(suite="quick", solvers=None, problems=None, sizes=None, out="bench_out",
             if solver.objective not in refs:
                 refs[solver.objective] = reference(problem, solver.objective)
             if solver.needs == "matrix" or (solver.needs == "any" and problem.dense_ok):
-                problem.C  # built once, before any timing
+                _ = problem.C  # built once, before any timing
             record = measure(solver, problem, settings["repeats"], settings["budget_s"])
             runs.append(_record(problem, solver, record, refs[solver.objective]))
             if record["time_s"] > settings["slow_s"]:  # the median: a first call may compile

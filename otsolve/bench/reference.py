@@ -137,7 +137,8 @@ def entropic_reference(problem) -> Reference:
             res = sinkhorn_points(problem.x, problem.y, problem.a, problem.b, p=1, metric=problem.metric,
                                   **options)
     lower = entropic_lower_bound(problem, res.f, res.g, reg)
-    upper = res.value
+    # the primal of the returned plan, recomputed here (sinkhorn_points keeps no plan: its own value)
+    upper = entropic_primal(problem, res.plan, reg) if res.plan is not None else res.value
     # the plan's marginals are off by ~tol, so the bounds may cross by rounding: compare |upper - lower|
     certified = abs(upper - lower) <= CERT_RTOL["entropic"] * abs(upper)
     # the dual bound is rigorous at any (f, g); the primal of a plan ~tol off its marginals is not
