@@ -36,26 +36,40 @@ def _geomean(values):
 
 
 def scaling(runs):
-    """{(family, solver): (ns, times, slope)}: the geometric mean time over the family's problems
-    at each n, and the slope of log time against log n (NaN with fewer than 2 sizes)."""
-    points = defaultdict(lambda: defaultdict(list))
+    """{(family, solver): (ns, times, slope)}: at each n, the geometric mean time over the family's
+    problems that the solver ran at every one of its sizes (so that a size skipped for one problem
+    does not bend the curve), and the slope of log time against log n (NaN with fewer than 2 sizes)."""
+    points = defaultdict(lambda: defaultdict(dict))
     for r in runs:
         if r["flag"] != "error" and math.isfinite(r["time_s"]):
-            points[(r["family"], r["solver"])][r["n"]].append(r["time_s"])
+            points[(r["family"], r["solver"])][r["problem"]][r["n"]] = r["time_s"]
     out = {}
-    for key, by_n in sorted(points.items()):
-        ns = sorted(by_n)
-        times = [_geomean(by_n[n]) for n in ns]
+    for key, by_problem in sorted(points.items()):
+        all_ns = sorted({n for times in by_problem.values() for n in times})
+        complete = [t for t in by_problem.values() if len(t) == len(all_ns)]
+        if len(all_ns) < 2 or not complete:  # no problem at every size: the best-covered one
+            complete = [max(by_problem.values(), key=len)]
+        ns = sorted(complete[0])
+        times = [_geomean([t[n] for t in complete]) for n in ns]
         slope = float(np.polyfit(np.log(ns), np.log(times), 1)[0]) if len(ns) >= 2 else math.nan
         out[key] = (ns, times, slope)
     return out
+
+
+MARKERS = "os^vD<>p*h"
+
+
+def _color(k):
+    """The k-th of 20 distinct colours (tab20 in an order that keeps neighbours apart)."""
+    from matplotlib import colormaps
+    return colormaps["tab20"]((2 * k) % 20 + (2 * k) // 20)
 
 
 def _figure():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure  # no pyplot: the user's backend is left alone (Agg here)
 
-    fig = Figure(figsize=(7, 4.8))
+    fig = Figure(figsize=(9, 4.8))
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot()
 
@@ -63,17 +77,20 @@ def _figure():
 def plot_scaling(fits, family, path):
     """Time against n on log-log axes, one line per solver, its fitted slope in the legend."""
     fig, ax = _figure()
-    for (fam, solver), (ns, times, slope) in fits.items():
-        if fam == family:
-            label = solver if math.isnan(slope) else f"{solver} (slope {slope:.2f})"
-            ax.loglog(ns, times, "o-", label=label)
+    for k, ((fam, solver), (ns, times, slope)) in enumerate((k, v) for k, v in fits.items() if k[0] == family):
+        label = solver if math.isnan(slope) else f"{solver} (slope {slope:.2f})"
+        ax.loglog(ns, times, MARKERS[k % len(MARKERS)] + "-", color=_color(k % 20), label=label)
     ax.set_xlabel("n (points per measure)")
-    ax.set_ylabel("seconds (median; geometric mean over the family's problems)")
+    ax.set_ylabel("seconds (median; geometric mean over problems)")
     ax.set_title(f"{family}: time against size")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, ax, path)
+
+
+def _save(fig, ax, path):
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
 def plot_accuracy(runs, path):
@@ -83,17 +100,14 @@ def plot_accuracy(runs, path):
     for r in runs:
         if r["iterative"] and math.isfinite(r["time_s"]) and math.isfinite(r["rel_gap"]):
             by_solver[r["solver"]].append((r["time_s"], max(abs(r["rel_gap"]), GAP_FLOOR)))
-    for solver, pts in sorted(by_solver.items()):
+    for k, (solver, pts) in enumerate(sorted(by_solver.items())):
         t, g = zip(*pts)
-        ax.loglog(t, g, "o", alpha=0.7, label=solver)
+        ax.loglog(t, g, MARKERS[k % len(MARKERS)], color=_color(k % 20), alpha=0.7, label=solver)
     ax.set_xlabel("seconds (median)")
     ax.set_ylabel("|value - certified value| / certified value")
     ax.set_title("iterative solvers: accuracy against time (every problem and size)")
     ax.grid(True, which="both", alpha=0.3)
-    if by_solver:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, ax, path)
 
 
 RUN_COLUMNS = ("size", "n", "solver", "seconds", "first call", "vs best peer", "peak MiB", "value",
@@ -170,7 +184,7 @@ def write_report(result, out) -> dict:
                     reg = f", reg = {meta['entropic_reg']:g} x spread(C)" if objective == "entropic" else ""
                     lines += ["", f"### {problem}: {objective} OT{reg}", "", *_table(RUN_COLUMNS, map(_run_row, sub))]
     lines += ["", "## Scaling", "", "Slope of log time against log n (n = points per measure), fitted over the "
-              "sizes run; time is the geometric mean over the family's problems.", ""]
+              "sizes run; time is the geometric mean over the family's problems run at every size.", ""]
     lines += _table(("family", "solver", "n", "slope"),
                     [(fam, solver, ", ".join(map(str, ns)), _fmt(slope, ".2f")) for (fam, solver), (ns, _, slope) in fits.items()])
     lines += ["", "## Accuracy against time", "", f"![accuracy]({os.path.basename(files['accuracy'])})"]
