@@ -69,7 +69,7 @@ class Solver:
             return f"needs the dense cost matrix ({problem.pairs:.2e} pairs)"
         cap = self.max_pairs.get(suite, HUGE)
         if problem.pairs > cap:
-            return f"n m = {problem.pairs} above its cap {cap} in the {suite} suite"
+            return f"n m above its cap of {cap} pairs in the {suite} suite"
         return None
 
 
