@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 
@@ -85,7 +86,7 @@ def _check_sizes(sizes):
         return None
     out = []
     for s in sizes:
-        if isinstance(s, bool) or not isinstance(s, (int,)) and not (isinstance(s, float) and s.is_integer()):
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral):
             raise TypeError(f"sizes must be integers; got {s!r}")
         if s < 2:
             raise ValueError(f"sizes must be >= 2 (points per side, or pixels per image side); got {s}")
