@@ -28,3 +28,11 @@ def table(title, header, rows):
     print("  ".join(str(h).rjust(w) for h, w in zip(header, widths)))
     for r in rows:
         print("  ".join(str(v).rjust(w) for v, w in zip(r, widths)), flush=True)
+
+
+def collection(k, n, seed=0):
+    """k 2-D clouds of n points from three families: round, stretched and shifted Gaussians."""
+    rng = np.random.default_rng(seed)
+    scale = np.array([[1.0, 1.0], [1.5, 0.5], [1.0, 1.0]])
+    shift = np.array([[0.0, 0.0], [0.0, 0.0], [2.0, 1.0]])
+    return [rng.normal(size=(n, 2)) * scale[t % 3] + shift[t % 3] for t in range(k)]

@@ -4,8 +4,11 @@ from ._result import ConvergenceWarning, OTResult, Status
 from .lp import exact, exact_batch
 from .stochastic import semidiscrete_sgd, semidual_sgd
 from .entropic import sinkhorn, sinkhorn_divergence, sinkhorn_points
+from .sliced import max_sliced_wasserstein, sliced_wasserstein, wasserstein_1d
 from .wasserstein import wasserstein
+from .collections import PairwiseResult, pairwise
 
 __version__ = "0.1.0"
 __all__ = ["exact", "exact_batch", "sinkhorn", "sinkhorn_points", "sinkhorn_divergence", "semidual_sgd",
-           "semidiscrete_sgd", "wasserstein", "cost_matrix", "OTResult", "Status", "ConvergenceWarning"]
+           "semidiscrete_sgd", "wasserstein", "wasserstein_1d", "sliced_wasserstein", "max_sliced_wasserstein",
+           "pairwise", "PairwiseResult", "cost_matrix", "OTResult", "Status", "ConvergenceWarning"]

@@ -164,6 +164,50 @@ def _add_gan_commands(commands) -> None:
     study.set_defaults(run=_run_critic_error)
 
 
+def _run_pairwise(args) -> int:
+    from . import pairwise
+
+    clouds = [load_points(f, f"FILES[{k}]") for k, f in enumerate(args.files)]
+    client = None
+    if args.scheduler:
+        try:
+            from distributed import Client  # lazily: the dask extra only when asked for
+        except ImportError:
+            raise ValueError("--scheduler needs dask.distributed: pip install 'otsolve[dask]'") from None
+        client = Client(args.scheduler)
+    options = {"reg": args.reg} if args.reg is not None else {}
+    if args.method == "sliced":
+        options.update(n_projections=args.n_projections, seed=args.seed)
+    try:
+        res = pairwise(clouds, p=args.p, method=args.method, client=client, progress=args.progress,
+                       store=args.store, **options)
+    finally:
+        if client is not None:
+            client.close()
+    np.save(args.out, res.distances)
+    print(f"{args.method} W{args.p:g} between {len(clouds)} clouds ({len(clouds) * (len(clouds) - 1) // 2} pairs) "
+          f"in {res.seconds:.2f} s{' on ' + args.scheduler if args.scheduler else ''}: saved {args.out}")
+    for i, j, message in res.failures:
+        print(f"  pair ({i}, {j}) not optimal: {message}")
+    return 0 if res.success else 1
+
+
+def _add_pairwise_command(commands) -> None:
+    cmd = commands.add_parser("pairwise", help="the K x K matrix of W_p between point clouds, one a file")
+    cmd.add_argument("files", nargs="+", help=".npy, .csv or whitespace-separated text, one (n, d) cloud a file")
+    cmd.add_argument("--method", default="exact", choices=["exact", "sinkhorn", "sliced", "1d"])
+    cmd.add_argument("--p", type=_positive(float, "--p"), default=2.0, help="order of W_p (default 2)")
+    cmd.add_argument("--reg", type=_positive(float, "--reg"), default=None, help="entropic strength (method sinkhorn)")
+    cmd.add_argument("--n-projections", type=_positive(int, "--n-projections"), default=64,
+                     help="directions (method sliced, default 64)")
+    cmd.add_argument("--seed", type=int, default=0, help="seed of the directions (method sliced)")
+    cmd.add_argument("--scheduler", default=None, help="address of a Dask scheduler (needs the dask extra)")
+    cmd.add_argument("--store", default=None, help="folder keeping finished pairs: a rerun resumes")
+    cmd.add_argument("--out", default="distances.npy", help="where to save the matrix (default distances.npy)")
+    cmd.add_argument("--no-progress", dest="progress", action="store_false")
+    cmd.set_defaults(run=_run_pairwise)
+
+
 def _add_distance_command(commands) -> None:
     dist = commands.add_parser("distance", help="W_p between two point clouds read from files",
                                description="W_p between the point clouds in files X and Y "
@@ -243,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
     _add_distance_command(commands)
     _add_gan_commands(commands)
+    _add_pairwise_command(commands)
     _add_bench_command(commands)
     parser.set_defaults(run=_run_demo)
     demo.set_defaults(run=_run_demo)

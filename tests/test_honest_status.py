@@ -68,7 +68,7 @@ def test_stopped_message_names_the_level():
     assert "at reg=0.01 " in res.message
 
 
-@pytest.mark.parametrize("max_iter", [1, 2, 5, 13, 20])
+@pytest.mark.parametrize("max_iter", range(1, 21))
 def test_point_cloud_paths_stopped_are_finite(max_iter):
     x, y = clouds(30, 25, 4)
     for fn, kwargs in ((otsolve.sinkhorn_points, {}), (otsolve.sinkhorn_divergence, {}),
@@ -80,7 +80,7 @@ def test_point_cloud_paths_stopped_are_finite(max_iter):
     np.testing.assert_allclose(res.plan.sum(axis=0), np.full(25, 1 / 25), rtol=1e-10)
 
 
-@pytest.mark.parametrize("max_iter", [1, 3, 8, 13, 20])
+@pytest.mark.parametrize("max_iter", range(1, 21))
 def test_unbalanced_stopped_is_finite_and_bounded(max_iter):
     x, y = clouds(50, 50, 5)
     C = otsolve.cost_matrix(x, y)
@@ -132,7 +132,7 @@ def test_semidual_status_agrees_with_certificate(method, reg):
             assert res.value <= ref + 1e-12  # a lower bound in any case
 
 
-@pytest.mark.parametrize("max_iter", [1, 2, 7, 20])
+@pytest.mark.parametrize("max_iter", range(1, 21))
 def test_stochastic_budgets_are_honest(max_iter):
     x, y = clouds(20, 15, 7)
     C = otsolve.cost_matrix(x, y)

@@ -238,3 +238,33 @@ def test_wasserstein_options_are_checked():
     assert "exact_points" not in str(err.value)
     with pytest.raises(ValueError, match="lazy"):
         otsolve.wasserstein(x, y, method="sinkhorn", reg=0.1, lazy=False)
+
+
+def test_semidual_refuses_reg_or_costs_beyond_float64_digits():
+    C, a, b = random_problem(10)
+    for kwargs in (dict(reg=1e11), dict(reg=1e308)):
+        with pytest.raises(ValueError, match="reg"):
+            otsolve.semidual_sgd(C, a, b, **kwargs)
+    with pytest.raises(ValueError, match="overflow"):
+        otsolve.semidual_sgd(C * 1e301, a, b)
+    with pytest.raises(ValueError, match="reg"):
+        otsolve.semidiscrete_sgd(lambda n, rng: rng.random(n), [0.2, 0.7], reg=1e12)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-100, 1e100, 1e150, 1e300])
+def test_extreme_coordinates_give_finite_answers_or_clear_errors(scale):
+    """Coordinates 1e-300 .. 1e300, reg from tiny to huge: a finite result or a ValueError."""
+    x, y = np.random.default_rng(11).normal(size=(2, 15, 2)) * scale
+    for p in (1, 2):
+        unit = min(float(np.power(scale, float(p))), 1e308)
+        calls = [lambda: otsolve.wasserstein(x, y, p=p), lambda: otsolve.wasserstein(x, y, p=p, lazy=True)]
+        for rel in (1e-320, 1e-13, 1e-3, 1.0, 1e300):
+            reg = max(rel * unit, 5e-324)
+            calls.append(lambda reg=reg: otsolve.sinkhorn_points(x, y, reg=reg, p=p, max_iter=100))
+        for call in calls:
+            try:
+                res = quiet(call)
+            except ValueError:
+                continue
+            assert np.isfinite([res.value, res.value_linear, res.marginal_error]).all(), res
+            assert np.isfinite(res.f).all() and np.isfinite(res.g).all()

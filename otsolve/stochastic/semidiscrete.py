@@ -12,7 +12,7 @@ from .._validation import as_float_array, check_count, check_points, check_posit
 from .._threads import MeasuredThreads
 from . import _kernels
 from .sgd import (BUDGET, CONVERGED, DEFAULT_BATCH, STALLED, VALUE_FLOOR, _budget, _progress_bar, _stalled,
-                  asgd_step, mass_term, run_status)
+                  asgd_step, check_reg_range, mass_term, run_status)
 
 MAX_CHECKS = 500      # default budget when n_iter is None: this many checks of check_every steps
 SAMPLING_SIGMAS = 3.0  # a stalled run is optimal when its cell masses match b to this many sigmas
@@ -99,6 +99,7 @@ def semidiscrete_sgd(sample_source, y, b=None, *, reg=0.0, n_iter=None, max_iter
         check_count(check_every, "check_every")
     budget = _budget(n_iter, max_iter, MAX_CHECKS * check_every)
     state = _State(x_eval, y, b, code, p, reg)
+    check_reg_range(reg, state.spread)
     state.threads = MeasuredThreads(("points", batch_size, m))
     g, g_avg, buf, b1 = np.zeros(m), np.zeros(m), np.empty((batch_size, m)), b / b.sum()
     lr = max(reg / b1.max(), asgd_step(state.spread, m)) if lr is None else lr

@@ -33,6 +33,9 @@ VALUE_FLOOR = 1e-9     # tolerances are relative to max(value - min(C) mass, VAL
                        # the value of C - min(C), so that an offset of C changes nothing
 REG_RESOLUTION = 1e-12  # a reg > 0 below this times spread(C) is solved as reg = 0: its steps
                         # (proportional to reg) could not move g, and softmax is argmax to rounding
+FLOAT_HEADROOM = 1e300  # costs or reg above this are refused: steps and potentials could overflow
+REG_MAX = 1e10          # a reg above this times spread(C) is refused: the soft c-transform
+                        # -reg log sum_j b_j exp((g_j - C_ij) / reg) keeps spread / reg of its digits
 CONVERGED, BUDGET, STALLED = "converged", "budget", "stalled"  # why a run stopped
 
 
@@ -99,6 +102,13 @@ def semidual_sgd(C, a=None, b=None, *, reg=0.0, method="sag", n_iter=None, max_i
         ``value_linear``, ``max_dual_violation`` and ``duality_gap`` (about two passes over C
         unless the run certified its last g) are computed when first read.
 
+    Raises
+    ------
+    ValueError, TypeError
+        On invalid input (as :func:`otsolve.exact`), for reg above 1e10 times the spread of the
+        costs (the semi-dual has no digits left there; use :func:`otsolve.sinkhorn`), and for
+        costs or reg above 1e300 (the potentials could overflow).
+
     References
     ----------
     Genevay, Cuturi, Peyre, Bach (2016), Stochastic optimization for large-scale optimal transport.
@@ -120,6 +130,7 @@ def semidual_sgd(C, a=None, b=None, *, reg=0.0, method="sag", n_iter=None, max_i
     lr = None if lr is None else check_positive(lr, "lr")
     tol = check_positive(tol, "tol", allow_zero=True)
     prob = _Problem(C, a, b, batch_size, seed)
+    check_reg_range(reg, prob.spread)
     if 0 < reg < REG_RESOLUTION * prob.spread:
         prob.note = (f"; reg={reg:.3g} is below {REG_RESOLUTION:g} x the cost spread {prob.spread:.3g}: "
                      "solved as reg = 0")
@@ -318,6 +329,15 @@ def _run_asgd(prob, reg, lr, tol, budget, check_every, bar):
         if reg > 0 and prob.certified(g_avg, reg, trace, f, col, tol):
             return g_avg, steps, trace, CONVERGED
     return g_avg, steps, trace, BUDGET
+
+
+def check_reg_range(reg, spread):
+    if max(reg, spread) > FLOAT_HEADROOM:
+        raise ValueError(f"costs (spread {spread:.3g}) or reg={reg:.3g} within 1e8 of float64's largest "
+                         "number: the potentials could overflow; rescale C and reg by one factor")
+    if reg > REG_MAX * spread:
+        raise ValueError(f"reg={reg:.3g} is above {REG_MAX:g} x the cost spread {spread:.3g}: the semi-dual "
+                         "loses its digits there (the plan is a b^T to ~1e-10); use otsolve.sinkhorn")
 
 
 def mass_term(reg, mass):

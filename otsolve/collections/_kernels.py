@@ -1,0 +1,75 @@
+"""Numba kernels over many pairs of packed point clouds (cloud k in rows offsets[k]:offsets[k + 1])."""
+import numpy as np
+from numba import njit, prange
+
+from .._costs import pair_cost
+from ..lp._kernels import solve
+
+OPTIMAL, NUMERICAL_ERROR = 0, 4
+
+
+@njit(cache=True, inline="always")
+def _reduced_costs(x, y, code, p):
+    """C - u_i - v_j with u the row minima, then v the column minima of what is left, as
+    otsolve.exact reduces C before its simplex (tolerances follow the spread, not an offset)."""
+    n, m = x.shape[0], y.shape[0]
+    C = np.empty((n, m))
+    u, v = np.empty(n), np.full(m, np.inf)
+    for r in range(n):
+        low = np.inf
+        for c in range(m):
+            C[r, c] = pair_cost(x, r, y, c, code, p)
+            low = min(low, C[r, c])
+        u[r] = low
+        for c in range(m):
+            C[r, c] -= low
+            v[c] = min(v[c], C[r, c])
+    for r in range(n):
+        for c in range(m):
+            C[r, c] -= v[c]
+    return C, u, v
+
+
+@njit(cache=True, inline="always")
+def _exact_pair(points, weights, lo_i, hi_i, lo_j, hi_j, code, p, tol, certificate_rtol, max_iter):
+    """(<C, P*>, status, pivots) of one pair as otsolve.exact solves it: the same reduced dense
+    costs, marginals (unit mass, b rescaled to the mass of a), pricing block and certificate
+    (an optimal basis whose duals violate f_i + g_j <= C_ij beyond certificate_rtol times
+    max|f| + max|g| is NUMERICAL_ERROR), from the north-west corner in the order of the points."""
+    n, m = hi_i - lo_i, hi_j - lo_j
+    C, u, v = _reduced_costs(points[lo_i:hi_i], points[lo_j:hi_j], code, p)
+    a = weights[lo_i:hi_i] / weights[lo_i:hi_i].sum()  # unit mass, as otsolve.pairwise documents
+    b = weights[lo_j:hi_j] / weights[lo_j:hi_j].sum()
+    b *= a.sum() / b.sum()  # as otsolve's check_balanced: equal masses to the last bit
+    block_rows = max(1, int(np.round(np.sqrt(n * m) / m)))  # as otsolve.lp: about sqrt(n m) arcs
+    parent, flow, pi = np.empty(n + m, np.int64), np.empty(n + m), np.empty(n + m)
+    status, pivots = solve(C, a, b, np.arange(n), np.arange(m), np.empty(0), block_rows, tol, max_iter,
+                           parent, flow, pi)
+    value = 0.0
+    for w in range(n + m):
+        up = parent[w]
+        if up >= 0 and flow[w] > 0.0:
+            value += flow[w] * (C[w, up - n] if w < n else C[up, w - n])
+    if status == OPTIMAL:
+        f, g = pi[:n], pi[n:]
+        shift = (b @ g - a @ f) / (a.sum() + b.sum())  # a.f == b.g, as otsolve.exact normalises
+        violation, scale = 0.0, np.abs(f + shift).max() + np.abs(g - shift).max()
+        for r in range(n):
+            for c in range(m):
+                violation = max(violation, f[r] + g[c] - C[r, c])
+        if violation > certificate_rtol * scale:
+            status = NUMERICAL_ERROR
+    return value + a @ u + b @ v, status, pivots
+
+
+def _exact_pairs(points, weights, offsets, I, J, code, p, tol, certificate_rtol, max_iter, values, status,
+                 pivots):
+    """values[q] = exact OT cost between clouds I[q] and J[q], one pair per thread at a time."""
+    for q in prange(I.shape[0]):
+        values[q], status[q], pivots[q] = _exact_pair(points, weights, offsets[I[q]], offsets[I[q] + 1],
+                                                      offsets[J[q]], offsets[J[q] + 1], code, p, tol,
+                                                      certificate_rtol, max_iter)
+
+
+exact_pairs = njit(cache=True, parallel=True)(_exact_pairs)
+exact_pairs_serial = njit(cache=True)(_exact_pairs)  # inside Dask tasks: the workers are the parallelism
