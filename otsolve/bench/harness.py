@@ -148,7 +148,7 @@ def run(suite="quick", solvers=None, problems=None, sizes=None, out="bench_out",
     instances = list(_instances(suite, chosen, sizes, dotmark, seed, want_generated))
     total = len(instances) * len(chosen_solvers)
     bar = _bar(total, progress)
-    runs, slow, started = [], {}, time.perf_counter()
+    runs, slow, seen, started = [], {}, set(), time.perf_counter()
     for build in instances:
         problem, refs = build(), {}
         for solver in chosen_solvers:
@@ -164,7 +164,9 @@ def run(suite="quick", solvers=None, problems=None, sizes=None, out="bench_out",
                 refs[solver.objective] = reference(problem, solver.objective)
             if solver.needs == "matrix" or (solver.needs == "any" and problem.dense_ok):
                 _ = problem.C  # built once, before any timing
-            record = measure(solver, problem, settings["repeats"], settings["budget_s"])
+            record = measure(solver, problem, settings["repeats"], settings["budget_s"],
+                             first_of_solver=solver.name not in seen)
+            seen.add(solver.name)
             runs.append(_record(problem, solver, record, refs[solver.objective]))
             if record["time_s"] > settings["slow_s"]:  # the median: a first call may compile
                 slow[key] = (problem.size, record["time_s"])

@@ -21,34 +21,39 @@ def _status_kib(key):
 
 
 class PeakMemory:
-    """Peak resident memory above the level at entry, in MiB (``.mib``; NaN when unmeasurable).
+    """Peak memory of the enclosed code above the level at entry, in MiB (``.mib``).
 
-    Linux: the kernel's own peak (VmHWM, reset on entry), exact and free of overhead, and it sees
-    allocations by compiled code (Numba, C++, torch) that a sampler could miss. Elsewhere: psutil's
-    RSS sampled by a thread (imported lazily: it is optional), else tracemalloc (numpy buffers only).
+    The larger of two measures: resident memory (Linux: the kernel's own peak VmHWM, reset on
+    entry, which sees allocations by compiled code: Numba, C++, torch; elsewhere psutil's RSS
+    sampled by a thread, imported lazily as it is optional) and tracemalloc's peak (every numpy
+    buffer, even one the allocator recycles without growing the resident set).
     """
 
     def __enter__(self):
-        self.how, self.mib = None, math.nan
+        self.how, self.mib = "tracemalloc", math.nan
+        self._start_rss()
+        self.traced = not tracemalloc.is_tracing()
+        if self.traced:
+            tracemalloc.start()
+        return self
+
+    def _start_rss(self):
         try:
             with open(CLEAR_REFS, "w") as fh:
                 fh.write("5")
-            self.base, self.how = _status_kib("VmRSS"), "vmhwm"
-            return self
+            self.base, self.how = _status_kib("VmRSS") * 1024, "vmhwm+tracemalloc"
+            return
         except OSError:
             pass
         try:
             import psutil
         except ImportError:
-            tracemalloc.start()
-            self.how = "tracemalloc"
-            return self
-        self.process, self.how = psutil.Process(), "psutil"
+            return
+        self.process, self.how = psutil.Process(), "psutil+tracemalloc"
         self.base = self.peak = self.process.memory_info().rss
         self.running = True
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
-        return self
 
     def _sample(self):
         while self.running:
@@ -56,16 +61,17 @@ class PeakMemory:
             time.sleep(SAMPLE_SECONDS)
 
     def __exit__(self, *exc):
-        if self.how == "vmhwm":
-            self.mib = max(0, _status_kib("VmHWM") - self.base) / 1024
-        elif self.how == "psutil":
+        rss = 0
+        if self.how.startswith("vmhwm"):
+            rss = _status_kib("VmHWM") * 1024 - self.base
+        elif self.how.startswith("psutil"):
             self.running = False
             self.thread.join()
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            self.mib = (self.peak - self.base) / 2**20
-        else:
-            self.mib = tracemalloc.get_traced_memory()[1] / 2**20
+            rss = max(self.peak, self.process.memory_info().rss) - self.base
+        traced = tracemalloc.get_traced_memory()[1] if self.traced else 0
+        if self.traced:
             tracemalloc.stop()
+        self.mib = max(rss, traced, 0) / 2**20
         return False
 
 
@@ -74,27 +80,31 @@ def _first_line(text, width=160):
     return line if len(line) <= width else line[:width - 3] + "..."
 
 
-def measure(solver, problem, repeats, budget_s):
+def measure(solver, problem, repeats, budget_s, first_of_solver=False):
     """Time ``solver`` on ``problem``: one warm-up call (timed apart), then the median of up to
     ``repeats`` calls (fewer when the warm-up took more than ``budget_s / repeats``), at least one.
 
+    Peak memory is taken on an untimed call (tracemalloc slows allocations): the warm-up, unless
+    ``first_of_solver`` (its warm-up may compile: Numba, torch), which gets one more call.
     Returns a dict: time_s, first_call_s, repeats, times, peak_mib, memory_how, value, n_iter,
     status, note (a solver exception becomes status "error" with its message).
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            start = time.perf_counter()
-            solver.solve(problem)
-            first = time.perf_counter() - start
+            with PeakMemory() as mem:
+                start = time.perf_counter()
+                solver.solve(problem)
+                first = time.perf_counter() - start
             count = max(1, min(repeats, int(budget_s / max(first, 1e-9))))
-            times, peak = [], 0.0
+            times = []
             for _ in range(count):
+                start = time.perf_counter()
+                out = solver.solve(problem)
+                times.append(time.perf_counter() - start)
+            if first_of_solver:
                 with PeakMemory() as mem:
-                    start = time.perf_counter()
-                    out = solver.solve(problem)
-                    times.append(time.perf_counter() - start)
-                peak = max(peak, mem.mib)
+                    solver.solve(problem)
         except Exception as err:  # a peer's failure is a result to report, not a crash of the harness
             return dict(time_s=math.nan, first_call_s=math.nan, repeats=0, times=[], peak_mib=math.nan,
                         memory_how=None, value=math.nan, n_iter=None, status="error",
@@ -103,5 +113,5 @@ def measure(solver, problem, repeats, budget_s):
     caught = sorted(caught, key=lambda w: issubclass(w.category, RuntimeWarning))
     note = out.note or (_first_line(f"{caught[0].category.__name__}: {caught[0].message}") if caught else "")
     return dict(time_s=statistics.median(times), first_call_s=first, repeats=count, times=times,
-                peak_mib=peak, memory_how=mem.how, value=float(out.value), n_iter=out.n_iter,
+                peak_mib=mem.mib, memory_how=mem.how, value=float(out.value), n_iter=out.n_iter,
                 status=out.status, note=note)

@@ -206,8 +206,8 @@ def _head(meta):
             f"- {versions}" + (f" (not installed: {absent})" if absent else ""),
             f"- time: median of up to {meta['repeats']} calls after one warm-up call (fewer calls when the "
             f"warm-up took over {meta['repeat_budget_s']:g} s / {meta['repeats']}); the warm-up ('first call', "
-            "Numba compilation or cache load included) is reported apart; peak MiB: resident memory above "
-            "the level before the call"]
+            "Numba compilation or cache load included) is reported apart; peak MiB: the larger of resident "
+            "memory and tracemalloc's peak above the level before an untimed call"]
 
 
 def _skipped(skipped):
