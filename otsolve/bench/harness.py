@@ -124,7 +124,8 @@ def run(suite="quick", solvers=None, problems=None, sizes=None, out="bench_out",
     progress : bool, default True
         A tqdm progress bar on stderr.
     dotmark : str, optional
-        A folder of DOTmark CSV files (``<Class>/data<RES>_<id>.csv``), benchmarked as well.
+        A folder of DOTmark CSV files (``<Class>/data<RES>_<id>.csv``): alone, only these are
+        benchmarked; with ``problems``, these as well.
     seed : int, default 0
         Seed of the generators.
 
@@ -134,6 +135,19 @@ def run(suite="quick", solvers=None, problems=None, sizes=None, out="bench_out",
         The runs (time = median of the calls after a warm-up call, ``first_call_s`` apart; value;
         ``rel_gap`` to the certified reference; ``flag``; ``vs_best_peer`` = time / time of the
         fastest unflagged peer of the same objective on the same problem), the skipped runs.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For an unknown suite, solver or problem, sizes that are not integers >= 2, or a
+        ``dotmark`` folder without DOTmark files.
+
+    Examples
+    --------
+    >>> res = run(solvers=["otsolve.exact", "scipy.lsa"], problems=["assign-random"], sizes=[10],
+    ...           out=None, progress=False)
+    >>> [(r["solver"], r["flag"], abs(r["rel_gap"]) < 1e-12) for r in res.runs]
+    [('otsolve.exact', '', True), ('scipy.lsa', '', True)]
     """
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}; choose 'quick' or 'full'")
