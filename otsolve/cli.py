@@ -254,6 +254,38 @@ def _add_distance_command(commands) -> None:
     dist.set_defaults(run=_run_distance)
 
 
+def _add_bench_command(commands) -> None:
+    bench = commands.add_parser("bench", help="benchmark otsolve against every installed peer; write a report",
+                                description="Time otsolve's solvers and every installed peer (POT, SciPy, "
+                                "GeomLoss, wasserstein) on seeded problem families in one process; write "
+                                "DIR/report.md, DIR/results.json and plots. Exit code 0, or 2 on bad input.")
+    bench.add_argument("--suite", choices=["quick", "full"], default="quick",
+                       help="quick: a few minutes on 2 cores (default); full: the README's numbers")
+    bench.add_argument("--solvers", nargs="+", metavar="S", help="solver names (otsolve.exact, pot.emd, ...) "
+                       "or libraries (otsolve, POT, SciPy, GeomLoss); default all installed")
+    bench.add_argument("--problems", nargs="+", metavar="P", help="problem names (gauss2d-sqeuclidean, "
+                       "grid-shapes, ...) or families (clouds, grids, assignment, batch, dotmark)")
+    bench.add_argument("--sizes", nargs="+", metavar="N", type=_positive(int, "--sizes"),
+                       help="sizes for every problem (points per side; pixels per side for grids)")
+    bench.add_argument("--out", default="bench_out", metavar="DIR", help="report folder (default bench_out)")
+    bench.add_argument("--dotmark", metavar="DIR", help="a folder of DOTmark CSV files (<Class>/data<RES>_<id>.csv)")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--no-progress", dest="progress", action="store_false")
+    bench.set_defaults(run=_run_bench)
+
+
+def _run_bench(args) -> int:
+    from .bench import run
+
+    res = run(args.suite, solvers=args.solvers, problems=args.problems, sizes=args.sizes, out=args.out,
+              progress=args.progress, dotmark=args.dotmark, seed=args.seed)
+    wrong = sum(r["flag"] == "wrong" for r in res.runs)
+    print(f"{len(res.runs)} runs in {res.meta['seconds']:.0f} s ({len(res.skipped)} skipped, {wrong} flagged wrong)")
+    for path in res.files.values():
+        print(f"  wrote {path}")
+    return 0
+
+
 def _positive(kind, name):
     """An argparse type: a number of ``kind`` > 0, with an error naming the option."""
     def parse(text):
@@ -284,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_distance_command(commands)
     _add_gan_commands(commands)
     _add_pairwise_command(commands)
+    _add_bench_command(commands)
     parser.set_defaults(run=_run_demo)
     demo.set_defaults(run=_run_demo)
     return parser
