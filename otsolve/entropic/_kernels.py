@@ -206,3 +206,14 @@ def is_symmetric(C):
             if C[i, j] != C[j, i]:
                 return False
     return True
+
+
+@njit(cache=True, parallel=True, fastmath=FAST)
+def scaled_square_rows(K, u, w, out):
+    """out[i] = u_i^2 sum_j K_ij^2 w_j: the diagonal of P diag(w / v^2) P^T for P = diag(u) K diag(v)."""
+    n, m = K.shape
+    for i in prange(n):
+        row, s = K[i], 0.0
+        for j in range(m):
+            s += row[j] * row[j] * w[j]
+        out[i] = u[i] * u[i] * s

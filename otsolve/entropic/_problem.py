@@ -118,6 +118,21 @@ class MatrixCost:
         self.hF, self.hG, self.inv_reg = new_F, new_G, inv_reg
         self.squarings += 1
 
+    def plan_operator(self, f, g, log_a, log_b, inv_reg):
+        """(K, u, v) with the plan of (f, g) at 1 / eps = inv_reg equal to diag(u) K diag(v), g the
+        soft-min of f (columns exact); K is rebuilt for f by a log-domain column pass if it does
+        not fit. None when no kernel is kept (or the potentials are far from g = T(f))."""
+        if self.K is None:
+            return None
+        u, v = self._plan_scalings(f, g, log_a, log_b, inv_reg)
+        if len(v) == 0:
+            h = log_a + f * inv_reg
+            lse = np.where(np.isfinite(log_b), g * -inv_reg, 0.0)  # the guess shifting the exps
+            _kernels.softmin_cols(self.C, h, inv_reg, lse, self.K)
+            self._absorb(1, h, -lse, inv_reg)
+            u, v = self._plan_scalings(f, g, log_a, log_b, inv_reg)
+        return None if len(v) == 0 else (self.K, u, v)
+
     def plan_stats(self, f, g, log_a, log_b, inv_reg, want_plan=True):
         """The plan (dense), per-row statistics and the column sums of the plan; the plan is the
         kernel scaled when that is exact to rounding (its memory is reused), else recomputed."""
@@ -164,6 +179,12 @@ class PointCost:
             self.dense.softmin(side, h, inv_reg, lse)
             return
         _kernels.softmin_rows(self.sources[side], self.shape[side], h, inv_reg, lse, NO_KERNEL)
+
+    def plan_operator(self, f, g, log_a, log_b, inv_reg):
+        """As :meth:`MatrixCost.plan_operator` on the dense matrix; None without one."""
+        if self.dense is None:
+            return None
+        return self.dense.plan_operator(f, g, log_a, log_b, inv_reg)
 
     def plan_stats(self, f, g, log_a, log_b, inv_reg, want_plan=False):
         """Per-row statistics and column sums of the plan (two passes), the plan only if asked."""
