@@ -80,10 +80,15 @@ class MatrixCost:
         top = d.max()
         if not np.isfinite(top):
             return False
-        w = np.exp(d - top)
+        d -= top
+        w = np.exp(d, out=d)
         r = self.K @ w if side == 0 else w @ self.K
         if not r.max() <= 1.0 / KERNEL_SUM_MIN:  # (or NaN) so that K stays <= 1e100, see above
             return False
+        if r.min() >= KERNEL_SUM_MIN:  # the common case, without the bookkeeping of bad lines
+            np.log(r, out=lse)
+            lse += top - other
+            return True
         good = r >= KERNEL_SUM_MIN
         bad = np.flatnonzero(~good)
         if len(bad) > MAX_BAD_LINES * len(r):
