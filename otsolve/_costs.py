@@ -7,6 +7,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
+from ._threads import threads_for
 from ._validation import check_choice, check_point_clouds, check_positive
 
 METRICS = ("euclidean", "sqeuclidean", "cityblock")
@@ -89,7 +90,8 @@ def cost_matrix(x, y, *, p=2, metric="euclidean") -> np.ndarray:
     x, y = check_point_clouds(x, y)
     code, p = cost_code(metric, p)
     out = np.empty((x.shape[0], y.shape[0]))
-    _cost_matrix(x, y, code, p, out)
+    with threads_for(out.size):  # one thread for small clouds: waking the others costs more
+        _cost_matrix(x, y, code, p, out)
     if not np.isfinite(out.sum()):
         raise_overflow(metric, p)
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._costs import _cost_matrix, max_cost_bound, point_source
+from .._threads import threads_for
 from . import _kernels
 
 
@@ -175,7 +176,8 @@ class PointCost:
         self.dense = None
         if self.shape[0] * self.shape[1] <= DENSE_MAX_PAIRS:
             C = np.empty(self.shape)
-            _cost_matrix(x, y, code, p, C)  # the same costs (to rounding) as the passes
+            with threads_for(C.size):
+                _cost_matrix(x, y, code, p, C)  # the same costs (to rounding) as the passes
             self.dense = MatrixCost(C, shift)
             self.offset, self.max_abs = self.dense.offset, self.dense.max_abs
 
