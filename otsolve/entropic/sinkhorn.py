@@ -386,7 +386,9 @@ def sinkhorn(C, a=None, b=None, *, reg, tol=1e-9, max_iter=DEFAULT_MAX_ITER, eps
         fixed point). A run whose error stalls at the float64 precision floor (about
         ``1e-14 max|C| / reg`` times the mass) stops there with status ``max_iter`` and a message.
     max_iter : int, default 10000
-        Iterations (one f and one g update each), annealing levels included.
+        Iterations (one f and one g update each), annealing levels included; in the Newton
+        phase at the target reg (balanced, after 30 plain iterations there: see
+        ``docs/entropic.md``) a conjugate-gradient iteration or a trial point counts as one.
     eps_scaling : bool, default True
         Anneal reg geometrically (factor 1/2 per iteration) from ``max(C) - min(C)``.
     reg_m : float, optional
@@ -413,6 +415,7 @@ def sinkhorn(C, a=None, b=None, *, reg, tol=1e-9, max_iter=DEFAULT_MAX_ITER, eps
     References
     ----------
     Cuturi (2013); Schmitzer (2019), Stabilized sparse scaling algorithms; Feydy et al. (2019);
+    Brauer, Clason, Lorenz, Wirth (2017), A Sinkhorn-Newton method for entropic OT;
     Chizat, Peyre, Schmitzer, Vialard (2018), Scaling algorithms for unbalanced OT.
 
     Examples
