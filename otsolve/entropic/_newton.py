@@ -162,7 +162,12 @@ def newton(cost, a, b, f, reg, tol, budget, floor):
         d, k = _direction(prob, p, min(FORCING_MAX, math.sqrt(p.err / mass)), min(CG_MAX, budget - work - 1))
         q, trials = _line_search(prob, p, d, T_g, budget - work - k)
         work += k + trials
-        if q is None:  # plain (relaxed) steps take over, Newton is tried again later
+        if q is None or stalled + 1 >= PROGRESS_STEPS and q.err > PROGRESS_GAIN * best.err:
+            # no step, or the error stalls: at the precision floor the run stops there; else plain
+            # (relaxed) steps take over and Newton is tried again later
+            if best.err <= floor.level(best.f, best.g):
+                return Outcome(best.f, best.g, work, False, True, False)
+        if q is None:
             return Outcome(p.f, p.g, work, False, False, work < budget)
         p = q
         stalled = 0 if p.err <= PROGRESS_GAIN * best.err else stalled + 1
