@@ -160,6 +160,34 @@ def _plan_chunk(fi, gg, la, lb, cc, inv_reg, out, acc, ui, vv):
 
 
 @njit(cache=True, inline="always", fastmath=FAST)
+def _scaled_plan_chunk(fi, gg, ai, bb, cc, inv_reg, out, acc, ui, vv):
+    """:func:`_plan_chunk` when ``out`` holds the Gibbs kernel: P = u K v and no exponential
+    (a b phi(z) = P z - P + a b, P - a b by a subtraction, the series where |z| < PHI_SERIES):
+    the evaluation of a small problem cost as much as all its iterations."""
+    small = False
+    for jj in range(cc.shape[0]):
+        slack = fi + gg[jj] - cc[jj]
+        z = slack * inv_reg
+        ab = ai * bb[jj]
+        pij = out[jj] * ui * vv[jj]
+        out[jj] = pij
+        acc[0, jj] += pij
+        acc[1, jj] += pij * cc[jj]
+        near = abs(z) < PHI_SERIES
+        small = small or near
+        acc[2, jj] += 0.0 if near else pij * z - pij + ab
+        acc[3, jj] = max(acc[3, jj], slack)
+        acc[4, jj] += 0.0 if near else pij - ab
+    if small:
+        for jj in range(cc.shape[0]):
+            z = (fi + gg[jj] - cc[jj]) * inv_reg
+            if abs(z) < PHI_SERIES:
+                ab = ai * bb[jj]
+                acc[2, jj] += ab * _phi(z, 1.0)  # the series (its second argument is unused)
+                acc[4, jj] += ab * np.expm1(z)
+
+
+@njit(cache=True, inline="always", fastmath=FAST)
 def _reduce_stats(acc, stats):
     stats[0], stats[1], stats[2] = acc[0].sum(), acc[1].sum(), acc[2].sum()
     stats[3] = acc[3].max()
@@ -174,13 +202,19 @@ def plan_rows(src, n, f, g, log_a, log_b, inv_reg, P, stats, u, v):
     - C_ij, sum_j P_ij - a_i b_j). An empty P (0 rows): the statistics only, no plan stored."""
     m = g.shape[0]
     store, scaled = P.shape[0] > 0, v.shape[0] > 0
+    b = np.exp(log_b) if scaled else log_b
     for i in prange(n):
         buf, scratch = np.empty(CHUNK), np.empty(CHUNK)
         acc = np.zeros((N_STATS, CHUNK))
         acc[3, :] = -np.inf
         ui = u[i] if scaled else 1.0
+        ai = np.exp(log_a[i])
         for j0 in range(0, m, CHUNK):
             k = min(CHUNK, m - j0)
+            if scaled and store:
+                _scaled_plan_chunk(f[i], g[j0:j0 + k], ai, b[j0:j0 + k], cost_chunk(src, i, j0, k, buf),
+                                   inv_reg, P[i, j0:j0 + k], acc, ui, v[j0:j0 + k])
+                continue
             _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k],
                         cost_chunk(src, i, j0, k, buf), inv_reg,
                         P[i, j0:j0 + k] if store else scratch[:k], acc, ui, v[j0:j0 + k] if scaled else v)
