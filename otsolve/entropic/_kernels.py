@@ -254,3 +254,43 @@ def scaled_square_rows(K, u, w, out):
         for j in range(m):
             s += row[j] * row[j] * w[j]
         out[i] = u[i] * u[i] * s
+
+
+@njit(cache=True)
+def scaled_lse(K, side, h, absorbed, other, sum_min, lse):
+    """lse_i <- log (K w)_i + top - other_i (side 0; K^T w for side 1), w = exp(h - absorbed - top),
+    top = max(h - absorbed): the kept-kernel soft-min of a small problem in one call (its numpy
+    form is ten calls of microseconds each). Returns 1 when done, 0 when some sum is below sum_min
+    (lse untouched: the caller redoes those lines), -1 when top is not finite or a sum is above
+    1 / sum_min or NaN."""
+    top = -np.inf
+    for j in range(h.shape[0]):
+        top = max(top, h[j] - absorbed[j])
+    if not np.isfinite(top):
+        return -1
+    w = np.empty(h.shape[0])
+    for j in range(h.shape[0]):
+        w[j] = np.exp(h[j] - absorbed[j] - top)
+    n, m = K.shape
+    r = np.zeros(n if side == 0 else m)
+    if side == 0:
+        for i in range(n):
+            s = 0.0
+            for j in range(m):
+                s += K[i, j] * w[j]
+            r[i] = s
+    else:
+        for i in range(n):
+            wi = w[i]
+            for j in range(m):
+                r[j] += K[i, j] * wi
+    low = np.inf
+    for i in range(r.shape[0]):
+        if not r[i] <= 1.0 / sum_min:
+            return -1
+        low = min(low, r[i])
+    if low < sum_min:
+        return 0
+    for i in range(r.shape[0]):
+        lse[i] = np.log(r[i]) + (top - other[i])
+    return 1

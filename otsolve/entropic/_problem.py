@@ -24,6 +24,8 @@ OFFSET_RATIO = 1.0        # a balanced problem whose costs sit further than thei
                           # solved on C - min(C): potentials and C / reg then keep the digits of
                           # the differences, so an offset changes neither the iterations nor the floor
 DENSE_MAX_PAIRS = 2**22   # point clouds with at most this many pairs are solved on a dense matrix
+COMPILED_MAX_PAIRS = 2**18  # kept-kernel soft-mins up to this size run as one compiled call: the
+                            # per-iteration overhead of numpy calls was twice POT's whole solve
 NO_KERNEL, NO_SCALING = np.empty((0, 0)), np.empty(0)
 
 
@@ -77,6 +79,10 @@ class MatrixCost:
         underflow (zero-weight ones among them: their kernel lines are 0) are redone in the log
         domain; if there are many, or an overflow, False and lse untouched."""
         absorbed, other = (self.hG, self.hF) if side == 0 else (self.hF, self.hG)
+        if self.K.size <= COMPILED_MAX_PAIRS:
+            done = _kernels.scaled_lse(self.K, side, h, absorbed, other, KERNEL_SUM_MIN, lse)
+            if done != 0:
+                return done == 1
         d = h - absorbed
         top = d.max()
         if not np.isfinite(top):
