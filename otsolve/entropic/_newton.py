@@ -36,6 +36,7 @@ PHI_ULPS = 64.0        # rounding of Phi: this many ulps of |a|.|f| + |b|.|g|
 DIAG_MIN = 1e-6        # Jacobi preconditioner: diagonal entries below this times P 1 use P 1
 PROGRESS_STEPS = 3     # Newton steps that must halve the best marginal error, or plain steps take
 PROGRESS_GAIN = 0.5    # over (Phi can creep up along a near-null mode while the error stalls)
+COLUMN_SLACK = 0.1     # the columns of a Newton point must be exact to this fraction of tol x mass
 STEP_MAX = 20.0        # a step moves f by at most this many reg (spread of d): the plan changes by
                        # e^20 at most, the quadratic model says nothing about larger moves (CG's
                        # iterates can be huge along near-null modes: nearly uncoupled points)
@@ -61,6 +62,7 @@ class Problem(NamedTuple):
     log_b: np.ndarray
     inv_b: np.ndarray
     reg: float
+    tol_mass: float
 
 
 def available(cost, reg_m, tol):
@@ -77,6 +79,12 @@ def _point(prob, f, T_g):
     if op is None:
         return None
     K, u, v = op
+    if np.abs(v * (u @ K) - prob.b).sum() > COLUMN_SLACK * prob.tol_mass:
+        # after a long step the kept kernel can leave the columns short of exact: redo g = T(f)
+        # in the log domain (it rebuilds K at f)
+        prob.cost.exact_cols(f, g, prob.log_a, 1.0 / prob.reg)
+        T_g[:] = g
+        K, u, v = prob.cost.plan_operator(f, g, prob.log_a, prob.log_b, 1.0 / prob.reg)
     rows = u * (K @ v)
     err = float(np.abs(rows - prob.a).sum())
     phi = float(prob.a @ f + prob.b @ g)
@@ -117,6 +125,8 @@ def _direction(prob, p, forcing, cg_max):
 def _line_search(prob, p, d, T_g, max_trials):
     """The first of steps 1, 1/2, ... >= BACKTRACK_MIN that is accepted (None if none of the first
     ``max_trials`` is), and the trials made."""
+    d = d - (prob.a @ d) / prob.a.sum()  # constants are the Hessian's null space: CG drifts
+    # along them by rounding (f reached 1e8 at reg 0.5, leaving 8 digits); a.f stays put instead
     spread = float(d.max() - d.min())
     if spread > STEP_MAX * prob.reg:
         d = d * (STEP_MAX * prob.reg / spread)
@@ -148,8 +158,9 @@ class Outcome(NamedTuple):
 def newton(cost, a, b, f, reg, tol, budget, floor):
     """Newton phase from f at the target reg, within ``budget`` (>= 1) iterations of work."""
     log_a, log_b = _sk._log(a), _sk._log(b)
-    prob = Problem(cost, a, b, log_a, log_b, np.divide(1.0, b, out=np.zeros_like(b), where=b > 0), reg)
     mass = float(a.sum())
+    prob = Problem(cost, a, b, log_a, log_b, np.divide(1.0, b, out=np.zeros_like(b), where=b > 0), reg,
+                   tol * mass)
     T_g = np.zeros(len(b))
     _sk._softmin(cost, 1, f, log_a, reg, T_g)  # the shifts of the first pass
     p, work = _point(prob, f, T_g), 1

@@ -138,12 +138,17 @@ class MatrixCost:
             return None
         u, v = self._plan_scalings(f, g, log_a, log_b, inv_reg)
         if len(v) == 0:
-            h = log_a + f * inv_reg
-            lse = np.where(np.isfinite(log_b), g * -inv_reg, 0.0)  # the guess shifting the exps
-            _kernels.softmin_cols(self.C, h, inv_reg, lse, self.K)
-            self._absorb(1, h, -lse, inv_reg)
+            self.exact_cols(f, g, log_a, inv_reg)
             u, v = self._plan_scalings(f, g, log_a, log_b, inv_reg)
         return None if len(v) == 0 else (self.K, u, v)
+
+    def exact_cols(self, f, g, log_a, inv_reg):
+        """g <- T(f) (in place) by a log-domain column pass, which rebuilds K at (f, g)."""
+        h = log_a + f * inv_reg
+        lse = g * -inv_reg  # the guess shifting the exponentials
+        _kernels.softmin_cols(self.C, h, inv_reg, lse, self.K)
+        self._absorb(1, h, -lse, inv_reg)
+        g[:] = lse / -inv_reg
 
     def plan_stats(self, f, g, log_a, log_b, inv_reg, want_plan=True):
         """The plan (dense), per-row statistics and the column sums of the plan; the plan is the
@@ -198,6 +203,9 @@ class PointCost:
         if self.dense is None:
             return None
         return self.dense.plan_operator(f, g, log_a, log_b, inv_reg)
+
+    def exact_cols(self, f, g, log_a, inv_reg):
+        self.dense.exact_cols(f, g, log_a, inv_reg)
 
     def plan_stats(self, f, g, log_a, log_b, inv_reg, want_plan=False):
         """Per-row statistics and column sums of the plan (two passes), the plan only if asked."""
