@@ -55,6 +55,7 @@ class _Point(NamedTuple):
 
 
 class Problem(NamedTuple):
+    """The data of a Newton phase: cost operand, weights (and logs, 1/b with 0 for b = 0), reg, tol x mass."""
     cost: object
     a: np.ndarray
     b: np.ndarray
