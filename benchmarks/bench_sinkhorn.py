@@ -4,6 +4,9 @@
     python benchmarks/bench_sinkhorn.py            # n = 1000, 5000; reg = 1e-1, 1e-2, 1e-3; 100k clouds
     python benchmarks/bench_sinkhorn.py --quick    # n = 500, 1000, a smoke run
     python benchmarks/bench_sinkhorn.py --no-big   # skip the n = m = 100,000 point-cloud iteration
+    python benchmarks/bench_sinkhorn.py --issue16 [--sizes 256 1000 5000]   # the tables of issue 16:
+        small reg (1e-3, 3e-4, 1e-4 of max C) at tol 1e-9 with the mat-vec unit, small n against
+        POT, the GAN loss against GeomLoss, and the first solve after a BLAS call
 
 Data: two 2-D Gaussian clouds (the second shifted and stretched), squared Euclidean cost scaled to
 max 1, so reg is relative to the largest cost; uniform weights. Every solver stops on the marginals
@@ -165,11 +168,139 @@ def bench_points(n):
           f"potentials finite: {bool(np.isfinite(lse_f).all() and np.isfinite(lse_g).all())}")
 
 
+SMALL_REG_TOL = 1e-9   # the default tol (L1, relative to the mass)
+UNIT_ITERS = 1000      # the issue's unit: this many iterations of two numpy mat-vecs
+
+
+def matvec_unit(n):
+    """Seconds of UNIT_ITERS iterations of two numpy mat-vecs (K v, K^T u) with an n x n kernel."""
+    K, v = np.random.default_rng(0).random((n, n)), np.ones(n)
+    with threads_for(n * n):  # as the solver runs them (BLAS on one thread)
+        t, _ = timed(lambda: [(K @ v, v @ K) for _ in range(20)], repeats=3)
+    return t / 20 * UNIT_ITERS
+
+
+def bench_small_reg(sizes):
+    rows = []
+    for n in sizes:
+        x, y = clouds(n)
+        C = ot.dist(x, y)
+        C /= C.max()
+        a = np.full(n, 1.0 / n)
+        unit = matvec_unit(n)
+        for rel in (1e-3, 3e-4, 1e-4):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                start = time.perf_counter()
+                res = otsolve.sinkhorn(C, a, a, reg=rel)
+                t = time.perf_counter() - start
+                start = time.perf_counter()
+                P, log = ot.sinkhorn(a, a, C, rel, stopThr=SMALL_REG_TOL, numItermax=POT_MAX_ITER, log=True)
+                t_pot = time.perf_counter() - start
+            rows.append((n, f"{rel:g}", res.status.name, res.n_iter, f"{l1_error(res.plan, a, a):.1e}",
+                         f"{t:.3g}", f"{unit:.3g}", f"{t / unit:.2f}", f"{t_pot:.3g}", int(log["niter"]),
+                         f"{l1_error(P, a, a):.1e}", f"{t_pot / t:.2f}"))
+    table(f"Small reg, tol {SMALL_REG_TOL:g} (L1 marginal error recomputed from the plan; times in s; "
+          f"unit = {UNIT_ITERS} iterations of two numpy mat-vecs; POT kernel capped at {POT_MAX_ITER} its)",
+          ("n", "reg/maxC", "status", "its", "err", "otsolve", "unit", "ots/unit", "POT", "its", "err",
+           "POT/ots"), rows)
+
+
+def bench_small_n():
+    rows = []
+    for n in (64, 128, 256, 512):
+        x, y = clouds(n)
+        C = ot.dist(x, y)
+        C /= C.max()
+        a = np.full(n, 1.0 / n)
+        for tol in (1e-6, 1e-9):
+            ours = lambda: otsolve.sinkhorn(C, a, a, reg=0.05, tol=tol)  # noqa: E731
+            pot = lambda: ot.sinkhorn(a, a, C, 0.05, stopThr=tol, numItermax=100_000)  # noqa: E731
+            ours(), pot()
+            t_o, res = timed(ours, repeats=7)
+            t_p, P = timed(pot, repeats=7)
+            rows.append((n, f"{tol:g}", f"{t_o * 1e3:.2f}", res.n_iter, f"{l1_error(res.plan, a, a):.1e}",
+                         f"{t_p * 1e3:.2f}", f"{l1_error(P, a, a):.1e}", f"{t_p / t_o:.2f}"))
+    table("Small problems, reg 0.05 x max C (median ms of 7; POT's rule is looser: L2 of the columns)",
+          ("n", "tol", "otsolve", "its", "err", "POT", "err", "POT/ots"), rows)
+
+
+def bench_gan(reg=0.05):
+    import torch
+    from geomloss import SamplesLoss
+    from otsolve.gan import ot_loss
+
+    def ours(x, y, method, **options):
+        x = x.clone().requires_grad_(True)
+        loss = ot_loss(x, y, method=method, p=2, reg=reg, **options)
+        loss.backward()
+        return loss.item(), x.grad
+
+    def geom(x, y, debias):  # its cost is |x - y|^2 / 2, eps = blur^2: value and gradient times 2
+        x = x.clone().requires_grad_(True)
+        loss = SamplesLoss("sinkhorn", p=2, blur=math.sqrt(reg / 2), debias=debias, backend="tensorized")(x, y)
+        loss.backward()
+        return 2 * loss.item(), 2 * x.grad
+
+    rows = []
+    gen = torch.Generator().manual_seed(0)
+    for n in (64, 256, 512, 1024):
+        x = torch.randn(n, 2, generator=gen, dtype=torch.float64)
+        y = torch.randn(n, 2, generator=gen, dtype=torch.float64) + 1.0
+        for method, debias in (("sinkhorn", False), ("sinkhorn_divergence", True)):
+            ours(x, y, method), geom(x, y, debias)
+            t_o, (v_o, g_o) = timed(lambda: ours(x, y, method), repeats=5)
+            t_g, (v_g, g_g) = timed(lambda: geom(x, y, debias), repeats=5)
+            v_t, g_t = ours(x, y, method, tol=1e-12)
+            scale = g_t.norm().item()
+            rows.append((n, method, f"{t_o * 1e3:.1f}", f"{t_g * 1e3:.1f}", f"{t_g / t_o:.2f}",
+                         f"{abs(v_o - v_t) / abs(v_t):.1e}", f"{(g_o - g_t).norm().item() / scale:.1e}",
+                         f"{abs(v_g - v_t) / abs(v_t):.1e}", f"{(g_g - g_t).norm().item() / scale:.1e}"))
+    table(f"GAN loss, p = 2, reg = {reg} (GeomLoss blur = sqrt(reg / 2)), float64 CPU, forward + backward "
+          "(median ms of 5); errors relative to otsolve at tol 1e-12 (gradient: L2 norm)",
+          ("n", "method", "otsolve", "GeomLoss", "geom/ots", "value err", "grad err", "geom value err",
+           "geom grad err"), rows)
+
+
+def bench_after_blas(n=1000):
+    """The first solve after a BLAS call (its worker threads still spinning) vs a steady one."""
+    x, y = clouds(n)
+    C = ot.dist(x, y)
+    C /= C.max()
+    big = np.random.default_rng(0).random((2000, 2000))
+    otsolve.sinkhorn(C, reg=0.01)
+    rows = []
+    for label, before in (("steady", lambda: None), ("after big @ big", lambda: big @ big),
+                          ("after x @ y.T", lambda: x @ y.T)):
+        times = []
+        for _ in range(3):
+            before()
+            start = time.perf_counter()
+            otsolve.sinkhorn(C, reg=0.01)
+            times.append(time.perf_counter() - start)
+        rows.append((n, label, f"{min(times):.3g}", f"{max(times):.3g}"))
+    table("The solve after a BLAS call (s, min and max of 3; reg 0.01 x max C)",
+          ("n", "before the solve", "min", "max"), rows)
+
+
+def issue16(sizes):
+    bench_small_reg(sizes)
+    bench_small_n()
+    bench_gan()
+    bench_after_blas()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-big", action="store_true")
+    parser.add_argument("--issue16", action="store_true")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1000, 5000])
     args = parser.parse_args()
+    if args.issue16:
+        otsolve.sinkhorn(np.array([[0.0, 1.0], [1.0, 0.0]]), reg=0.1)
+        issue16(args.sizes)
+        return
     sizes = (500, 1000) if args.quick else (1000, 5000)
     regs = (1e-1, 1e-2, 1e-3)
     start = time.perf_counter()

@@ -6,24 +6,39 @@ import time
 
 import numba
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 PARALLEL_MIN_PAIRS = 4_000_000  # below this a pass takes a few ms on one thread, while waking
                                 # the other threads can cost a scheduler time slice (~10 ms) per
                                 # pass on a busy machine: small problems run on one thread
 
 
+_blas = []  # the BLAS libraries numpy loaded (threadpoolctl), found at the first solve
+
+
+def _blas_libraries():
+    if not _blas:
+        _blas.append(ThreadpoolController().select(user_api="blas"))
+    return _blas[0]
+
+
 @contextlib.contextmanager
 def threads_for(pairs):
-    """Run the enclosed kernels on one thread when a pass covers fewer than PARALLEL_MIN_PAIRS."""
-    if pairs >= PARALLEL_MIN_PAIRS:
-        yield
-        return
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
+    """Run the enclosed kernels on one thread when a pass covers fewer than PARALLEL_MIN_PAIRS,
+    and numpy's BLAS (the kept-kernel mat-vecs) on one thread always: BLAS workers still spinning
+    after a call compete with Numba's threads on a small machine (a solve after ``x @ y.T`` took
+    15-60x its time, and a 1000 x 1000 mat-vec 16 ms instead of 1.3 ms), and a mat-vec is
+    bandwidth-bound. Limiting costs ~20 us (the libraries are looked up once)."""
+    with _blas_libraries().limit(limits=1):
+        if pairs >= PARALLEL_MIN_PAIRS:
+            yield
+            return
+        before = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(before)
 
 
 class MeasuredThreads:

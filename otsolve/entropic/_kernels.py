@@ -153,7 +153,38 @@ def _plan_chunk(fi, gg, la, lb, cc, inv_reg, out, acc, ui, vv):
         acc[1, jj] += pij * cc[jj]
         acc[2, jj] += ab * _phi(z, ez) if ab > 0.0 else 0.0
         acc[3, jj] = max(acc[3, jj], slack)
-        acc[4, jj] += ab * np.expm1(z) if ab > 0.0 else 0.0
+        # e^z - 1 by a subtraction unless |z| < PHI_SERIES (there it would lose digits): libm's
+        # expm1 took a third of the pass
+        em1 = ez - 1.0 if abs(z) >= PHI_SERIES else np.expm1(z)
+        acc[4, jj] += ab * em1 if ab > 0.0 else 0.0
+
+
+@njit(cache=True, inline="always", fastmath=FAST)
+def _scaled_plan_chunk(fi, gg, ai, bb, cc, inv_reg, out, acc, ui, vv):
+    """:func:`_plan_chunk` when ``out`` holds the Gibbs kernel: P = u K v and no exponential
+    (a b phi(z) = P z - P + a b, P - a b by a subtraction, the series where |z| < PHI_SERIES):
+    the evaluation of a small problem cost as much as all its iterations."""
+    small = False
+    for jj in range(cc.shape[0]):
+        slack = fi + gg[jj] - cc[jj]
+        z = slack * inv_reg
+        ab = ai * bb[jj]
+        pij = out[jj] * ui * vv[jj]
+        out[jj] = pij
+        acc[0, jj] += pij
+        acc[1, jj] += pij * cc[jj]
+        near = abs(z) < PHI_SERIES
+        small = small or near
+        acc[2, jj] += 0.0 if near else pij * z - pij + ab
+        acc[3, jj] = max(acc[3, jj], slack)
+        acc[4, jj] += 0.0 if near else pij - ab
+    if small:
+        for jj in range(cc.shape[0]):
+            z = (fi + gg[jj] - cc[jj]) * inv_reg
+            if abs(z) < PHI_SERIES:
+                ab = ai * bb[jj]
+                acc[2, jj] += ab * _phi(z, 1.0)  # the series (its second argument is unused)
+                acc[4, jj] += ab * np.expm1(z)
 
 
 @njit(cache=True, inline="always", fastmath=FAST)
@@ -171,13 +202,19 @@ def plan_rows(src, n, f, g, log_a, log_b, inv_reg, P, stats, u, v):
     - C_ij, sum_j P_ij - a_i b_j). An empty P (0 rows): the statistics only, no plan stored."""
     m = g.shape[0]
     store, scaled = P.shape[0] > 0, v.shape[0] > 0
+    b = np.exp(log_b) if scaled else log_b
     for i in prange(n):
         buf, scratch = np.empty(CHUNK), np.empty(CHUNK)
         acc = np.zeros((N_STATS, CHUNK))
         acc[3, :] = -np.inf
         ui = u[i] if scaled else 1.0
+        ai = np.exp(log_a[i])
         for j0 in range(0, m, CHUNK):
             k = min(CHUNK, m - j0)
+            if scaled and store:
+                _scaled_plan_chunk(f[i], g[j0:j0 + k], ai, b[j0:j0 + k], cost_chunk(src, i, j0, k, buf),
+                                   inv_reg, P[i, j0:j0 + k], acc, ui, v[j0:j0 + k])
+                continue
             _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k],
                         cost_chunk(src, i, j0, k, buf), inv_reg,
                         P[i, j0:j0 + k] if store else scratch[:k], acc, ui, v[j0:j0 + k] if scaled else v)
@@ -206,3 +243,54 @@ def is_symmetric(C):
             if C[i, j] != C[j, i]:
                 return False
     return True
+
+
+@njit(cache=True, parallel=True, fastmath=FAST)
+def scaled_square_rows(K, u, w, out):
+    """out[i] = u_i^2 sum_j K_ij^2 w_j: the diagonal of P diag(w / v^2) P^T for P = diag(u) K diag(v)."""
+    n, m = K.shape
+    for i in prange(n):
+        row, s = K[i], 0.0
+        for j in range(m):
+            s += row[j] * row[j] * w[j]
+        out[i] = u[i] * u[i] * s
+
+
+@njit(cache=True)
+def scaled_lse(K, side, h, absorbed, other, sum_min, lse):
+    """lse_i <- log (K w)_i + top - other_i (side 0; K^T w for side 1), w = exp(h - absorbed - top),
+    top = max(h - absorbed): the kept-kernel soft-min of a small problem in one call (its numpy
+    form is ten calls of microseconds each). Returns 1 when done, 0 when some sum is below sum_min
+    (lse untouched: the caller redoes those lines), -1 when top is not finite or a sum is above
+    1 / sum_min or NaN."""
+    top = -np.inf
+    for j in range(h.shape[0]):
+        top = max(top, h[j] - absorbed[j])
+    if not np.isfinite(top):
+        return -1
+    w = np.empty(h.shape[0])
+    for j in range(h.shape[0]):
+        w[j] = np.exp(h[j] - absorbed[j] - top)
+    n, m = K.shape
+    r = np.zeros(n if side == 0 else m)
+    if side == 0:
+        for i in range(n):
+            s = 0.0
+            for j in range(m):
+                s += K[i, j] * w[j]
+            r[i] = s
+    else:
+        for i in range(n):
+            wi = w[i]
+            for j in range(m):
+                r[j] += K[i, j] * wi
+    low = np.inf
+    for i in range(r.shape[0]):
+        if not r[i] <= 1.0 / sum_min:
+            return -1
+        low = min(low, r[i])
+    if low < sum_min:
+        return 0
+    for i in range(r.shape[0]):
+        lse[i] = np.log(r[i]) + (top - other[i])
+    return 1

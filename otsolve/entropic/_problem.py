@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._costs import _cost_matrix, max_cost_bound, point_source
+from .._threads import threads_for
 from . import _kernels
 
 
@@ -23,6 +24,8 @@ OFFSET_RATIO = 1.0        # a balanced problem whose costs sit further than thei
                           # solved on C - min(C): potentials and C / reg then keep the digits of
                           # the differences, so an offset changes neither the iterations nor the floor
 DENSE_MAX_PAIRS = 2**22   # point clouds with at most this many pairs are solved on a dense matrix
+COMPILED_MAX_PAIRS = 2**18  # kept-kernel soft-mins up to this size run as one compiled call: the
+                            # per-iteration overhead of numpy calls was twice POT's whole solve
 NO_KERNEL, NO_SCALING = np.empty((0, 0)), np.empty(0)
 
 
@@ -76,14 +79,23 @@ class MatrixCost:
         underflow (zero-weight ones among them: their kernel lines are 0) are redone in the log
         domain; if there are many, or an overflow, False and lse untouched."""
         absorbed, other = (self.hG, self.hF) if side == 0 else (self.hF, self.hG)
+        if self.K.size <= COMPILED_MAX_PAIRS:
+            done = _kernels.scaled_lse(self.K, side, h, absorbed, other, KERNEL_SUM_MIN, lse)
+            if done != 0:
+                return done == 1
         d = h - absorbed
         top = d.max()
         if not np.isfinite(top):
             return False
-        w = np.exp(d - top)
+        d -= top
+        w = np.exp(d, out=d)
         r = self.K @ w if side == 0 else w @ self.K
         if not r.max() <= 1.0 / KERNEL_SUM_MIN:  # (or NaN) so that K stays <= 1e100, see above
             return False
+        if r.min() >= KERNEL_SUM_MIN:  # the common case, without the bookkeeping of bad lines
+            np.log(r, out=lse)
+            lse += top - other
+            return True
         good = r >= KERNEL_SUM_MIN
         bad = np.flatnonzero(~good)
         if len(bad) > MAX_BAD_LINES * len(r):
@@ -117,6 +129,26 @@ class MatrixCost:
         _kernels.square_scaled(self.K, np.exp(log_u), np.exp(log_v))
         self.hF, self.hG, self.inv_reg = new_F, new_G, inv_reg
         self.squarings += 1
+
+    def plan_operator(self, f, g, log_a, log_b, inv_reg):
+        """(K, u, v) with the plan of (f, g) at 1 / eps = inv_reg equal to diag(u) K diag(v), g the
+        soft-min of f (columns exact); K is rebuilt for f by a log-domain column pass if it does
+        not fit. None when no kernel is kept (or the potentials are far from g = T(f))."""
+        if self.K is None:
+            return None
+        u, v = self._plan_scalings(f, g, log_a, log_b, inv_reg)
+        if len(v) == 0:
+            self.exact_cols(f, g, log_a, inv_reg)
+            u, v = self._plan_scalings(f, g, log_a, log_b, inv_reg)
+        return None if len(v) == 0 else (self.K, u, v)
+
+    def exact_cols(self, f, g, log_a, inv_reg):
+        """g <- T(f) (in place) by a log-domain column pass, which rebuilds K at (f, g)."""
+        h = log_a + f * inv_reg
+        lse = g * -inv_reg  # the guess shifting the exponentials
+        _kernels.softmin_cols(self.C, h, inv_reg, lse, self.K)
+        self._absorb(1, h, -lse, inv_reg)
+        g[:] = lse / -inv_reg
 
     def plan_stats(self, f, g, log_a, log_b, inv_reg, want_plan=True):
         """The plan (dense), per-row statistics and the column sums of the plan; the plan is the
@@ -155,7 +187,8 @@ class PointCost:
         self.dense = None
         if self.shape[0] * self.shape[1] <= DENSE_MAX_PAIRS:
             C = np.empty(self.shape)
-            _cost_matrix(x, y, code, p, C)  # the same costs (to rounding) as the passes
+            with threads_for(C.size):
+                _cost_matrix(x, y, code, p, C)  # the same costs (to rounding) as the passes
             self.dense = MatrixCost(C, shift)
             self.offset, self.max_abs = self.dense.offset, self.dense.max_abs
 
@@ -164,6 +197,15 @@ class PointCost:
             self.dense.softmin(side, h, inv_reg, lse)
             return
         _kernels.softmin_rows(self.sources[side], self.shape[side], h, inv_reg, lse, NO_KERNEL)
+
+    def plan_operator(self, f, g, log_a, log_b, inv_reg):
+        """As :meth:`MatrixCost.plan_operator` on the dense matrix; None without one."""
+        if self.dense is None:
+            return None
+        return self.dense.plan_operator(f, g, log_a, log_b, inv_reg)
+
+    def exact_cols(self, f, g, log_a, inv_reg):
+        self.dense.exact_cols(f, g, log_a, inv_reg)
 
     def plan_stats(self, f, g, log_a, log_b, inv_reg, want_plan=False):
         """Per-row statistics and column sums of the plan (two passes), the plan only if asked."""

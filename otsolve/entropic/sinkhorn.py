@@ -14,6 +14,7 @@ from .._result import ConvergenceWarning, OTResult, Status
 from .._threads import threads_for
 from .._validation import (check_balanced, check_count, check_point_clouds, check_positive,
                            check_problem, check_weights)
+from . import _newton
 from ._kernels import is_symmetric
 from ._problem import MatrixCost, PointCost
 
@@ -163,13 +164,24 @@ def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
     relax, floor = _Relaxation(mass), _Floor(cost, reg, mass)
     n_iter, err, at = 0, math.inf, schedule[0]
     best = (math.inf, f, g)  # the pair of least error at the final reg (f, g are never mutated)
+    accelerate, newton_at, wait = _newton.available(cost, reg_m, tol), math.inf, _newton.NEWTON_AFTER
     for level, eps in enumerate(schedule):
         final = level == len(schedule) - 1
         k = _damping(eps, reg_m)
         while n_iter < max_iter:
             at = eps
+            if final and n_iter >= newton_at:  # slow so far: Newton steps (see _newton)
+                out = _newton.newton(cost, a, b, f, reg, tol, max_iter - n_iter, floor)
+                n_iter += out.work
+                if not out.gave_up:
+                    return _Run(out.f, out.g, n_iter, out.converged, reg, out.floor)
+                f, g, relax, wait = out.f, out.g, _Relaxation(mass), 2 * wait
+                newton_at = n_iter + wait  # plain steps first, twice as many each time
+                continue
             _softmin(cost, 0, g, log_b, eps, T_f)
             if final:
+                if accelerate and newton_at == math.inf:
+                    newton_at = n_iter + wait
                 err = _row_error(a, f, T_f, eps, reg_m)
                 best = min(best, (err, f, g), key=lambda t: t[0])
                 if err <= tol * mass and relax.omega == 1.0:  # meets tol, its columns are exact
@@ -374,7 +386,9 @@ def sinkhorn(C, a=None, b=None, *, reg, tol=1e-9, max_iter=DEFAULT_MAX_ITER, eps
         fixed point). A run whose error stalls at the float64 precision floor (about
         ``1e-14 max|C| / reg`` times the mass) stops there with status ``max_iter`` and a message.
     max_iter : int, default 10000
-        Iterations (one f and one g update each), annealing levels included.
+        Iterations (one f and one g update each), annealing levels included; in the Newton
+        phase at the target reg (balanced, after 30 plain iterations there: see
+        ``docs/entropic.md``) a conjugate-gradient iteration or a trial point counts as one.
     eps_scaling : bool, default True
         Anneal reg geometrically (factor 1/2 per iteration) from ``max(C) - min(C)``.
     reg_m : float, optional
@@ -401,6 +415,7 @@ def sinkhorn(C, a=None, b=None, *, reg, tol=1e-9, max_iter=DEFAULT_MAX_ITER, eps
     References
     ----------
     Cuturi (2013); Schmitzer (2019), Stabilized sparse scaling algorithms; Feydy et al. (2019);
+    Brauer, Clason, Lorenz, Wirth (2017), A Sinkhorn-Newton method for entropic OT;
     Chizat, Peyre, Schmitzer, Vialard (2018), Scaling algorithms for unbalanced OT.
 
     Examples

@@ -41,7 +41,11 @@ def ot_loss(x, y, a=None, b=None, *, method="exact", p=2, reg=None, **options):
         Entropic strength epsilon in cost units: required for the Sinkhorn methods, optional for
         ``"semidual"`` (default 0), not accepted by ``"exact"``.
     **options
-        Passed to the solver (``tol``, ``max_iter``, ``seed``, ...).
+        Passed to the solver (``tol``, ``max_iter``, ``seed``, ...). The Sinkhorn default
+        ``tol=1e-9`` (L1 marginal error) makes the envelope gradient accurate: against a tol 1e-12
+        solve, 2-D batches of 64..1024 at reg 0.05 gave value errors <= 1e-10 and gradient errors
+        <= 5e-9 (relative, L2), where GeomLoss's fixed schedule at the same eps gave 0.5-3% and
+        10-27% (``benchmarks/bench_sinkhorn.py --issue16``).
 
     Returns
     -------

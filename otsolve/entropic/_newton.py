@@ -1,0 +1,189 @@
+"""Sinkhorn-Newton at the final reg (Brauer, Clason, Lorenz, Wirth 2017): truncated Newton steps on
+the semi-dual in f, with g = T(f) after every step so that the columns of the plan stay exact.
+
+The semi-dual Phi(f) = a.f + b.T(f) is concave, with gradient a - P 1 and Hessian
+-(diag(P 1) - P diag(1/b) P^T) / eps. Plain Sinkhorn converges like 1 - sigma^2 (sigma the second
+singular value of the scaled plan, close to 1 at small reg); conjugate gradients on the Newton system
+converge like 1 - sqrt(1 - sigma^2), and Newton's outer iteration superlinearly. The Hessian is only
+applied, by mat-vecs with the Gibbs kernel kept beside C: P = diag(u) K diag(v).
+
+Safeguards: a step moves f by at most STEP_MAX reg, and must increase Phi (Armijo, backtracking
+down to BACKTRACK_MIN) or, within the rounding of Phi, lower the marginal error; otherwise the plain
+(over-relaxed) Sinkhorn steps of the caller take over, and Newton is tried again after twice as
+many of them as the last time. Work is counted in Sinkhorn iterations: a CG iteration (two
+mat-vecs) and a trial point (a soft-min and a mat-vec) count one each, so max_iter bounds the
+work as it does for plain Sinkhorn.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from . import sinkhorn as _sk
+from ._kernels import scaled_square_rows
+
+NEWTON_AFTER = 30      # plain iterations at the final reg first: easy problems finish there, and
+                       # Newton's quadratic model is poor far from the solution
+CG_MAX = 300           # conjugate-gradient iterations per Newton step at most (truncated Newton:
+                       # any CG iterate is an ascent direction)
+FORCING_MAX = 0.1      # CG stops at a relative residual min(FORCING_MAX, sqrt(err / mass))
+                       # (Eisenstat and Walker 1996: superlinear local convergence)
+ARMIJO = 1e-4          # sufficient increase of Phi, times the step and the slope
+BACKTRACK_MIN = 1.0 / 16  # shortest step tried before falling back to plain steps
+PHI_ULPS = 64.0        # rounding of Phi: this many ulps of |a|.|f| + |b|.|g|
+DIAG_MIN = 1e-6        # Jacobi preconditioner: diagonal entries below this times P 1 use P 1
+PROGRESS_STEPS = 3     # Newton steps that must halve the best marginal error, or plain steps take
+PROGRESS_GAIN = 0.5    # over (Phi can creep up along a near-null mode while the error stalls)
+COLUMN_SLACK = 0.1     # the columns of a Newton point must be exact to this fraction of tol x mass
+STEP_MAX = 20.0        # a step moves f by at most this many reg (spread of d): the plan changes by
+                       # e^20 at most, the quadratic model says nothing about larger moves (CG's
+                       # iterates can be huge along near-null modes: nearly uncoupled points)
+
+
+class _Point(NamedTuple):
+    """Potentials with g = T(f), the plan P = diag(u) K diag(v), its row sums, row error, Phi."""
+    f: np.ndarray
+    g: np.ndarray
+    K: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    rows: np.ndarray
+    err: float
+    phi: float
+
+
+class Problem(NamedTuple):
+    """The data of a Newton phase: cost operand, weights (and logs, 1/b with 0 for b = 0), reg, tol x mass."""
+    cost: object
+    a: np.ndarray
+    b: np.ndarray
+    log_a: np.ndarray
+    log_b: np.ndarray
+    inv_b: np.ndarray
+    reg: float
+    tol_mass: float
+
+
+def available(cost, reg_m, tol):
+    """Newton applies: balanced, a tolerance, and a kept kernel (clouds: on their dense matrix)."""
+    matrix = getattr(cost, "dense", cost)
+    return math.isinf(reg_m) and tol > 0 and matrix is not None and matrix.K is not None
+
+
+def _point(prob, f, T_g):
+    """g = T(f) and the plan operator at (f, g); None if no kernel fits."""
+    _sk._softmin(prob.cost, 1, f, prob.log_a, prob.reg, T_g)
+    g = T_g.copy()
+    op = prob.cost.plan_operator(f, g, prob.log_a, prob.log_b, 1.0 / prob.reg)
+    if op is None:
+        return None
+    K, u, v = op
+    if np.abs(v * (u @ K) - prob.b).sum() > COLUMN_SLACK * prob.tol_mass:
+        # after a long step the kept kernel can leave the columns short of exact: redo g = T(f)
+        # in the log domain (it rebuilds K at f)
+        prob.cost.exact_cols(f, g, prob.log_a, 1.0 / prob.reg)
+        T_g[:] = g
+        K, u, v = prob.cost.plan_operator(f, g, prob.log_a, prob.log_b, 1.0 / prob.reg)
+    rows = u * (K @ v)
+    err = float(np.abs(rows - prob.a).sum())
+    phi = float(prob.a @ f + prob.b @ g)
+    if not (math.isfinite(err) and math.isfinite(phi)):
+        return None
+    return _Point(f, g, K, u, v, rows, err, phi)
+
+
+def _direction(prob, p, forcing, cg_max):
+    """Preconditioned CG on (diag(P 1) - P diag(1/b) P^T) d = eps (a - P 1); (d, iterations)."""
+    K, u, v, rows = p.K, p.u, p.v, p.rows
+    w = v * v * prob.inv_b  # P diag(1/b) P^T = diag(u) K diag(w) K^T diag(u)
+    diag = np.empty(len(rows))
+    scaled_square_rows(K, u, w, diag)
+    diag = rows - diag
+    diag = np.where(diag > DIAG_MIN * rows, diag, np.where(rows > 0, rows, 1.0))
+    res = prob.reg * (prob.a - rows)
+    x = np.zeros_like(res)
+    stop = forcing * math.sqrt(res @ res)
+    z = res / diag
+    d, rz = z.copy(), res @ z
+    for k in range(1, cg_max + 1):
+        Md = rows * d - u * (K @ (w * ((u * d) @ K)))
+        curvature = d @ Md
+        if not curvature > 0:  # rounding at the null space (constants): stop with x
+            return x, k
+        alpha = rz / curvature
+        x += alpha * d
+        res -= alpha * Md
+        if math.sqrt(res @ res) <= stop:
+            return x, k
+        z = res / diag
+        rz, rz_old = res @ z, rz
+        d = z + (rz / rz_old) * d
+    return x, cg_max
+
+
+def _line_search(prob, p, d, T_g, max_trials):
+    """The first of steps 1, 1/2, ... >= BACKTRACK_MIN that is accepted (None if none of the first
+    ``max_trials`` is), and the trials made."""
+    d = d - (prob.a @ d) / prob.a.sum()  # constants are the Hessian's null space: CG drifts
+    # along them by rounding (f reached 1e8 at reg 0.5, leaving 8 digits); a.f stays put instead
+    spread = float(d.max() - d.min())
+    if spread > STEP_MAX * prob.reg:
+        d = d * (STEP_MAX * prob.reg / spread)
+    slope = float((prob.a - p.rows) @ d)
+    rounding = PHI_ULPS * np.finfo(float).eps * (prob.a @ np.abs(p.f) + prob.b @ np.abs(p.g))
+    t, trials = 1.0, 0
+    while t >= BACKTRACK_MIN and trials < max_trials:
+        trials += 1
+        q = _point(prob, p.f + t * d, T_g)
+        if q is None:
+            return None, trials
+        gain = q.phi - p.phi
+        if gain >= ARMIJO * t * slope and gain > rounding or (q.err < p.err and gain >= -rounding):
+            return q, trials
+        t *= 0.5
+    return None, trials
+
+
+class Outcome(NamedTuple):
+    """Where the Newton phase stopped: potentials (g = T(f)), iterations of work, and why."""
+    f: np.ndarray
+    g: np.ndarray
+    work: int
+    converged: bool
+    floor: bool
+    gave_up: bool  # no step was accepted, or no kernel fits: plain Sinkhorn continues from (f, g)
+
+
+def newton(cost, a, b, f, reg, tol, budget, floor):
+    """Newton phase from f at the target reg, within ``budget`` (>= 1) iterations of work."""
+    log_a, log_b = _sk._log(a), _sk._log(b)
+    mass = float(a.sum())
+    prob = Problem(cost, a, b, log_a, log_b, np.divide(1.0, b, out=np.zeros_like(b), where=b > 0), reg,
+                   tol * mass)
+    T_g = np.zeros(len(b))
+    _sk._softmin(cost, 1, f, log_a, reg, T_g)  # the shifts of the first pass
+    p, work = _point(prob, f, T_g), 1
+    if p is None:
+        return Outcome(f, T_g.copy(), work, False, False, True)
+    best, stalled = p, 0
+    while p.err > tol * mass and work + 2 <= budget:  # one CG iteration and one trial at least
+        if floor.reached(p.err, p.f, p.g):
+            return Outcome(best.f, best.g, work, False, True, False)
+        d, k = _direction(prob, p, min(FORCING_MAX, math.sqrt(p.err / mass)), min(CG_MAX, budget - work - 1))
+        q, trials = _line_search(prob, p, d, T_g, budget - work - k)
+        work += k + trials
+        if q is None or stalled + 1 >= PROGRESS_STEPS and q.err > PROGRESS_GAIN * best.err:
+            # no step, or the error stalls: at the precision floor the run stops there; else plain
+            # (relaxed) steps take over and Newton is tried again later
+            if best.err <= floor.level(best.f, best.g):
+                return Outcome(best.f, best.g, work, False, True, False)
+        if q is None:
+            return Outcome(p.f, p.g, work, False, False, work < budget)
+        p = q
+        stalled = 0 if p.err <= PROGRESS_GAIN * best.err else stalled + 1
+        best = p if p.err < best.err else best
+        if stalled >= PROGRESS_STEPS:
+            return Outcome(best.f, best.g, work, False, False, work < budget)
+    return Outcome(best.f, best.g, work, best.err <= tol * mass, False, False)
