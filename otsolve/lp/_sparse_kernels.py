@@ -1,0 +1,295 @@
+"""Numba kernels of the multiscale exact solver (Schmitzer 2016).
+
+A network simplex on a sparse arc list: the candidate arcs of row i are ``cols[indptr[i]:
+indptr[i + 1]]`` with costs ``costs[...]`` (CSR). The spanning tree has the layout of
+``_kernels`` (nodes 0..n-1 sources, n..n+m-1 sinks) plus an artificial root n + m, and each
+node keeps the cost of its arc to the parent in ``tcost``, so that no cost source is needed
+and arcs can be added between solves while the tree stays a feasible basis. Also: the balanced
+k-d tree of a cloud (the hierarchy) and the parallel pricing of all n m pairs from coordinates.
+"""
+import numpy as np
+from numba import njit, prange
+
+from .._costs import pair_cost, point_costs
+from ._kernels import _link, _unlink
+
+OPTIMAL, MAX_ITER = 0, 1
+CHUNK = 512  # columns per on-the-fly cost run in the all-pairs passes (fits L1 with its costs)
+
+
+@njit(cache=True)
+def star_tree(a, b, art, parent, flow, first_child, next_sib, prev_sib, pi, depth, tcost):
+    """Every node hangs from the root n + m by an artificial arc of cost art[w] carrying its
+    whole weight (strongly feasible: all flows positive); pi[w] = art[w]."""
+    n, m = a.shape[0], b.shape[0]
+    root = n + m
+    first_child[:] = -1
+    next_sib[:] = -1
+    prev_sib[:] = -1
+    parent[root], flow[root], pi[root], depth[root], tcost[root] = -1, 0.0, 0.0, 0, 0.0
+    for w in range(n + m):
+        _link(w, root, parent, first_child, next_sib, prev_sib)
+        flow[w] = a[w] if w < n else b[w - n]
+        pi[w] = art[w]
+        tcost[w] = art[w]
+        depth[w] = 1
+    return root
+
+
+@njit(cache=True)
+def relabel(top, parent, first_child, next_sib, pi, depth, tcost):
+    """pi[w] = tcost[w] - pi[parent[w]] and depths over the subtree of ``top`` (in preorder)."""
+    w = top
+    while True:
+        p = parent[w]
+        pi[w] = tcost[w] - pi[p]
+        depth[w] = depth[p] + 1
+        if first_child[w] >= 0:
+            w = first_child[w]
+            continue
+        while w != top and next_sib[w] < 0:
+            w = parent[w]
+        if w == top:
+            return
+        w = next_sib[w]
+
+
+@njit(cache=True)
+def raise_artificial(root, step, parent, first_child, next_sib, pi, depth, tcost):
+    """Add ``step`` to the cost of every artificial arc still in the tree (big-M grows) and
+    recompute the potentials; the basis stays feasible."""
+    w = first_child[root]
+    while w >= 0:
+        tcost[w] += step
+        relabel(w, parent, first_child, next_sib, pi, depth, tcost)
+        w = next_sib[w]
+
+
+@njit(cache=True)
+def artificial_flow(root, first_child, next_sib, flow):
+    """Total flow on the artificial arcs of the tree."""
+    s = 0.0
+    w = first_child[root]
+    while w >= 0:
+        s += flow[w]
+        w = next_sib[w]
+    return s
+
+
+@njit(cache=True)
+def _price_block(indptr, cols, costs, pi, n, start_row, block, tol):
+    """Block search over the arc list from row ``start_row`` cyclically: (row, arc) of most
+    negative reduced cost C_ij - f_i - g_j < -tol in the first block of about ``block``
+    arcs that has one, or (-1, -1)."""
+    best, best_arc, best_row = -tol, -1, -1
+    scanned = 0
+    i = start_row
+    for _ in range(n):
+        fi = pi[i]
+        for k in range(indptr[i], indptr[i + 1]):
+            rc = costs[k] - fi - pi[n + cols[k]]
+            if rc < best:
+                best, best_arc, best_row = rc, k, i
+        scanned += indptr[i + 1] - indptr[i]
+        i = i + 1 if i + 1 < n else 0
+        if scanned >= block:
+            if best_arc >= 0:
+                return best_row, best_arc
+            scanned = 0
+    return best_row, best_arc
+
+
+@njit(cache=True)
+def simplex(indptr, cols, costs, n, root, parent, flow, first_child, next_sib, prev_sib, pi, depth,
+            tcost, block, tol, max_iter, cursor):
+    """Pivot on the arc list until no arc prices out (OPTIMAL) or ``max_iter`` pivots
+    (MAX_ITER, if >= 0), Cunningham's leaving rule as in ``_kernels.network_simplex``.
+    Returns (status, pivots, cursor); ``cursor`` lets a later call resume the cyclic scan."""
+    pivots = 0
+    while True:
+        u, arc = _price_block(indptr, cols, costs, pi, n, cursor, block, tol)
+        if arc < 0:
+            return OPTIMAL, pivots, cursor
+        if pivots == max_iter:
+            return MAX_ITER, pivots, cursor
+        cursor = u + 1 if u + 1 < n else 0
+        v = n + cols[arc]
+        x, y = u, v
+        while x != y:  # apex of the cycle
+            if depth[x] > depth[y]:
+                x = parent[x]
+            elif depth[y] > depth[x]:
+                y = parent[y]
+            else:
+                x, y = parent[x], parent[y]
+        join = x
+        delta, out, side = np.inf, -1, 0
+        w = u
+        while w != join:
+            if w < n and flow[w] < delta:  # source (or its artificial arc): flow falls
+                delta, out, side = flow[w], w, 1
+            w = parent[w]
+        w = v
+        while w != join:
+            if w >= n and flow[w] <= delta:  # sink: its arc comes from the parent, flow falls
+                delta, out, side = flow[w], w, 2
+            w = parent[w]
+        if delta > 0.0:
+            w = u
+            while w != join:
+                flow[w] += -delta if w < n else delta
+                w = parent[w]
+            w = v
+            while w != join:
+                flow[w] += delta if w < n else -delta
+                w = parent[w]
+        q, p = (u, v) if side == 1 else (v, u)
+        # Re-hang the path q -> out below p, reversing its arcs; each arc keeps flow and cost.
+        prev, w, carried, carried_cost = p, q, delta, costs[arc]
+        while True:
+            nxt = parent[w]
+            old, old_cost = flow[w], tcost[w]
+            _unlink(w, parent, first_child, next_sib, prev_sib)
+            _link(w, prev, parent, first_child, next_sib, prev_sib)
+            flow[w], tcost[w] = carried, carried_cost
+            if w == out:
+                break
+            carried, carried_cost, prev, w = old, old_cost, w, nxt
+        relabel(q, parent, first_child, next_sib, pi, depth, tcost)
+        pivots += 1
+
+
+@njit(cache=True, parallel=True)
+def price_all(x, yT, code, p, f, g, threshold, best_cols, best_rc, counts, worst):
+    """Over all pairs, rc_ij = C_ij - f_i - g_j from coordinates: counts[i] = #{j: rc_ij <
+    threshold}, the k = best_cols.shape[1] smallest of those in best_cols[i] / best_rc[i]
+    (ascending, -1 padded), worst[i] = max(0, max_j -rc_ij) (the row's dual violation)."""
+    n, m = x.shape[0], yT.shape[1]
+    k = best_cols.shape[1]
+    for i in prange(n):
+        buf = np.empty(CHUNK)
+        fi = f[i]
+        cnt, w, held = 0, 0.0, 0
+        for t in range(k):
+            best_cols[i, t] = -1
+            best_rc[i, t] = np.inf
+        for j0 in range(0, m, CHUNK):
+            kk = min(CHUNK, m - j0)
+            c = point_costs(x, i, yT, j0, kk, code, p, buf)
+            for jj in range(kk):
+                rc = c[jj] - fi - g[j0 + jj]
+                w = max(w, -rc)
+                if rc < threshold:
+                    cnt += 1
+                    if k > 0 and (held < k or rc < best_rc[i, k - 1]):
+                        t = min(held, k - 1)
+                        while t > 0 and best_rc[i, t - 1] > rc:  # insertion into the sorted list
+                            best_rc[i, t] = best_rc[i, t - 1]
+                            best_cols[i, t] = best_cols[i, t - 1]
+                            t -= 1
+                        best_rc[i, t] = rc
+                        best_cols[i, t] = j0 + jj
+                        held = min(held + 1, k)
+        counts[i] = cnt
+        worst[i] = w
+
+
+@njit(cache=True, parallel=True)
+def c_transform(x, yT, code, p, g, col_alive, out):
+    """out[i] = min_{j alive} C_ij - g_j (the tightest f feasible for g)."""
+    n, m = x.shape[0], yT.shape[1]
+    for i in prange(n):
+        buf = np.empty(CHUNK)
+        best = np.inf
+        for j0 in range(0, m, CHUNK):
+            kk = min(CHUNK, m - j0)
+            c = point_costs(x, i, yT, j0, kk, code, p, buf)
+            for jj in range(kk):
+                if col_alive[j0 + jj]:
+                    best = min(best, c[jj] - g[j0 + jj])
+        out[i] = best
+
+
+@njit(cache=True, parallel=True)
+def arc_costs(x, y, code, p, rows, cols, out):
+    """out[k] = C[rows[k], cols[k]] from coordinates (the same sums as ``point_costs``)."""
+    for k in prange(rows.shape[0]):
+        out[k] = pair_cost(x, rows[k], y, cols[k], code, p)
+
+
+@njit(cache=True)
+def sparse_c_transform(indptr, cols, costs, f, g):
+    """On the arc list: g_j = min_i C_ij - f_i (columns without arcs keep g_j), then
+    f_i = min_j C_ij - g_j; the potentials become feasible and tight on the arcs."""
+    m = g.shape[0]
+    best = np.full(m, np.inf)
+    for i in range(f.shape[0]):
+        for k in range(indptr[i], indptr[i + 1]):
+            best[cols[k]] = min(best[cols[k]], costs[k] - f[i])
+    for j in range(m):
+        if best[j] < np.inf:
+            g[j] = best[j]
+    for i in range(f.shape[0]):
+        b = np.inf
+        for k in range(indptr[i], indptr[i + 1]):
+            b = min(b, costs[k] - g[cols[k]])
+        if b < np.inf:
+            f[i] = b
+
+
+@njit(cache=True)
+def product_arcs(coarse_rows, coarse_cols, x_ptr, x_members, y_ptr, y_members, rows, cols):
+    """All pairs (child of I, child of J) for the coarse arcs (I, J), written to rows/cols
+    (sized by the caller); children of cluster I are x_members[x_ptr[I]:x_ptr[I + 1]]."""
+    t = 0
+    for k in range(coarse_rows.shape[0]):
+        ci, cj = coarse_rows[k], coarse_cols[k]
+        for s in range(x_ptr[ci], x_ptr[ci + 1]):
+            for r in range(y_ptr[cj], y_ptr[cj + 1]):
+                rows[t] = x_members[s]
+                cols[t] = y_members[r]
+                t += 1
+    return t
+
+
+@njit(cache=True)
+def kd_labels(x, labels):
+    """Balanced k-d tree by median splits along the widest coordinate: labels[t, i] is the
+    cell of point i at depth t (cells numbered left to right; a cell of one point is not
+    split), labels.shape[0] - 1 >= ceil(log2 n) so that the last depth has one point per cell."""
+    n, d = x.shape
+    perm = np.arange(n)
+    starts = np.zeros(n + 1, np.int64)
+    ends = np.zeros(n + 1, np.int64)
+    starts[0], ends[0] = 0, n
+    count = 1
+    new_starts = np.zeros(n + 1, np.int64)
+    new_ends = np.zeros(n + 1, np.int64)
+    for t in range(labels.shape[0]):
+        new_count = 0
+        for c in range(count):
+            s, e = starts[c], ends[c]
+            for k in range(s, e):
+                labels[t, perm[k]] = c
+            if e - s == 1:
+                new_starts[new_count], new_ends[new_count] = s, e
+                new_count += 1
+                continue
+            widest, spread = 0, -1.0
+            for dim in range(d):
+                lo, hi = np.inf, -np.inf
+                for k in range(s, e):
+                    v = x[perm[k], dim]
+                    lo, hi = min(lo, v), max(hi, v)
+                if hi - lo > spread:
+                    widest, spread = dim, hi - lo
+            seg = perm[s:e].copy()
+            order = np.argsort(x[seg, widest], kind="mergesort")
+            perm[s:e] = seg[order]
+            mid = s + (e - s) // 2
+            new_starts[new_count], new_ends[new_count] = s, mid
+            new_starts[new_count + 1], new_ends[new_count + 1] = mid, e
+            new_count += 2
+        starts[:new_count] = new_starts[:new_count]
+        ends[:new_count] = new_ends[:new_count]
+        count = new_count
