@@ -7,10 +7,12 @@ node keeps the cost of its arc to the parent in ``tcost``, so that no cost sourc
 and arcs can be added between solves while the tree stays a feasible basis. Also: the balanced
 k-d tree of a cloud (the hierarchy) and the parallel pricing of all n m pairs from coordinates.
 """
+import math
+
 import numpy as np
 from numba import njit, prange
 
-from .._costs import pair_cost, point_costs
+from .._costs import CITYBLOCK_POW, SQEUCLIDEAN, pair_cost, point_costs
 from ._kernels import _link, _unlink
 
 OPTIMAL, MAX_ITER = 0, 1
@@ -293,3 +295,76 @@ def kd_labels(x, labels):
         starts[:new_count] = new_starts[:new_count]
         ends[:new_count] = new_ends[:new_count]
         count = new_count
+
+
+@njit(cache=True, inline="always")
+def _gap_cost(gaps, code, p):
+    """metric(gaps) ** p for per-coordinate gaps >= 0: a lower bound of the cost between two
+    boxes (or a point and a box) whose per-coordinate distances are ``gaps``."""
+    s = 0.0
+    if code == CITYBLOCK_POW:
+        for k in range(gaps.shape[0]):
+            s += gaps[k]
+    else:
+        for k in range(gaps.shape[0]):
+            s += gaps[k] * gaps[k]
+        if code == SQEUCLIDEAN:
+            return s
+        s = math.sqrt(s)
+    return s if p == 1.0 else s ** p
+
+
+@njit(cache=True, parallel=True)
+def price_cells(x, x_ptr, x_lo, x_hi, yT, y_ptr, y_lo, y_hi, code, p, f, g, threshold, best_cols, best_rc,
+                counts):
+    """:func:`price_all` (without the row maxima) by cells: x, f and y (as yT), g are sorted by
+    cell (cell c holds rows x_ptr[c]..x_ptr[c + 1] - 1, inside the box x_lo[c]..x_hi[c]); a
+    pair of cells, then a row and a cell, is skipped when the cost bound of the boxes minus
+    the largest potentials is not below ``threshold``: no pair in it is."""
+    ncx, ncy, d = x_ptr.shape[0] - 1, y_ptr.shape[0] - 1, x.shape[1]
+    k = best_cols.shape[1]
+    f_max, g_max = np.full(ncx, -np.inf), np.full(ncy, -np.inf)
+    widest = 1
+    for c in range(ncx):
+        for i in range(x_ptr[c], x_ptr[c + 1]):
+            f_max[c] = max(f_max[c], f[i])
+    for e in range(ncy):
+        widest = max(widest, y_ptr[e + 1] - y_ptr[e])
+        for j in range(y_ptr[e], y_ptr[e + 1]):
+            g_max[e] = max(g_max[e], g[j])
+    for c in prange(ncx):
+        buf, gaps = np.empty(widest), np.empty(d)
+        held = np.zeros(x_ptr[c + 1] - x_ptr[c], np.int64)
+        for i in range(x_ptr[c], x_ptr[c + 1]):
+            counts[i] = 0
+            for t in range(k):
+                best_cols[i, t] = -1
+                best_rc[i, t] = np.inf
+        for e in range(ncy):
+            for dim in range(d):
+                gaps[dim] = max(x_lo[c, dim] - y_hi[e, dim], y_lo[e, dim] - x_hi[c, dim], 0.0)
+            if _gap_cost(gaps, code, p) - f_max[c] - g_max[e] >= threshold:
+                continue
+            j0, kk = y_ptr[e], y_ptr[e + 1] - y_ptr[e]
+            for i in range(x_ptr[c], x_ptr[c + 1]):
+                fi = f[i]
+                for dim in range(d):
+                    gaps[dim] = max(x[i, dim] - y_hi[e, dim], y_lo[e, dim] - x[i, dim], 0.0)
+                if _gap_cost(gaps, code, p) - fi - g_max[e] >= threshold:
+                    continue
+                cost = point_costs(x, i, yT, j0, kk, code, p, buf)
+                h = held[i - x_ptr[c]]
+                for jj in range(kk):
+                    rc = cost[jj] - fi - g[j0 + jj]
+                    if rc < threshold:
+                        counts[i] += 1
+                        if k > 0 and (h < k or rc < best_rc[i, k - 1]):
+                            t = min(h, k - 1)
+                            while t > 0 and best_rc[i, t - 1] > rc:
+                                best_rc[i, t] = best_rc[i, t - 1]
+                                best_cols[i, t] = best_cols[i, t - 1]
+                                t -= 1
+                            best_rc[i, t] = rc
+                            best_cols[i, t] = j0 + jj
+                            h = min(h + 1, k)
+                held[i - x_ptr[c]] = h

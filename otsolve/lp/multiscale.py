@@ -19,6 +19,7 @@ COARSE_DEPTH = 8        # the coarsest level has 2**8 = 256 clusters per cloud: 
 HALVINGS = 2            # k-d tree depths per level: each level has 4x fewer clusters than the next
 NEIGHBOURS = 6          # per row, arcs of least reduced cost under the prolonged duals
 NEW_ARCS_PER_ROW = 6    # per row and pricing round, the most violating pairs added to the arc list
+CELL_HALVINGS = 4       # pricing cells of the k-d tree hold about 2**4 = 16 points
 MAX_ROUNDS = 100        # pricing rounds per level; each adds >= 1 arc, so this only guards bugs
 ARTIFICIAL_GROWTH = 4.0  # big-M grows by this factor while artificial arcs still carry flow
 ARTIFICIAL_FLOW_RTOL = 1e-14  # artificial flow below this (relative to the mass) is rounding
@@ -190,6 +191,19 @@ def _support(parent, flow, n, m):
     return src, dst
 
 
+def _cells(points):
+    """Pricing cells (k-d tree cells of about 2**CELL_HALVINGS points): the order that makes
+    each cell contiguous, the cell pointers, the sorted points and each cell's bounding box."""
+    n = points.shape[0]
+    t = max(0, math.ceil(math.log2(n)) - CELL_HALVINGS)
+    labels = np.empty((t + 1, n), np.int64)
+    _sk.kd_labels(points, labels)
+    order = np.argsort(labels[t], kind="stable")
+    ptr = np.concatenate([[0], np.cumsum(np.bincount(labels[t]))])
+    pts = np.ascontiguousarray(points[order])
+    return order, ptr, pts, np.minimum.reduceat(pts, ptr[:-1]), np.maximum.reduceat(pts, ptr[:-1])
+
+
 def _arc_list(xl, yl, code, p, keys):
     """CSR (indptr, cols, costs) of the distinct arcs ``keys`` (i * m + j), costs from coordinates."""
     n, m = xl.shape[0], yl.shape[0]
@@ -205,8 +219,10 @@ def _solve_level(xl, yl, al, bl, code, p, tol, keys, warm, stats):
     """Optimal tree of one level: simplex on the arc list from the artificial star, then rounds
     of all-pairs pricing that add each row's most violating pairs until there are none."""
     n, m = len(al), len(bl)
-    yT = np.ascontiguousarray(yl.T)
     start = time.perf_counter()
+    x_order, x_ptr, x_sorted, x_lo, x_hi = _cells(xl)
+    y_order, y_ptr, y_sorted, y_lo, y_hi = _cells(yl)
+    y_sorted_t = np.ascontiguousarray(y_sorted.T)
     keys, indptr, cols, costs = _arc_list(xl, yl, code, p, keys)
     f, g = warm[0].copy(), warm[1].copy()
     _sk.sparse_c_transform(indptr, cols, costs, f, g)
@@ -221,7 +237,7 @@ def _solve_level(xl, yl, al, bl, code, p, tol, keys, warm, stats):
     stats.seconds["candidates"] += time.perf_counter() - start
     k = min(NEW_ARCS_PER_ROW, m)
     best_cols, best_rc = np.empty((n, k), np.int64), np.empty((n, k))
-    counts, worst = np.empty(n, np.int64), np.empty(n)
+    counts = np.empty(n, np.int64)
     cursor, pivots, rounds = 0, 0, 0
     mass = al.sum()
     while True:
@@ -241,13 +257,15 @@ def _solve_level(xl, yl, al, bl, code, p, tol, keys, warm, stats):
         rounds += 1
         if rounds > MAX_ROUNDS or n * m == len(cols):
             break
-        _sk.price_all(xl, yT, code, p, pi[:n], pi[n:n + m], -tol, best_cols, best_rc, counts, worst)
+        _sk.price_cells(x_sorted, x_ptr, x_lo, x_hi, y_sorted_t, y_ptr, y_lo, y_hi, code, p, pi[:n][x_order],
+                        pi[n:n + m][y_order], -tol, best_cols, best_rc, counts)
         stats.seconds["pricing"] += time.perf_counter() - start
         if not counts.any():
             break
         start = time.perf_counter()
-        new = np.repeat(np.arange(n, dtype=np.int64), k) * m + best_cols.ravel()
-        keys, indptr, cols, costs = _arc_list(xl, yl, code, p, np.concatenate([keys, new[best_cols.ravel() >= 0]]))
+        found = best_cols.ravel() >= 0
+        new = (x_order[np.repeat(np.arange(n), k)[found]] * m + y_order[best_cols.ravel()[found]])
+        keys, indptr, cols, costs = _arc_list(xl, yl, code, p, np.concatenate([keys, new]))
         stats.seconds["candidates"] += time.perf_counter() - start
     _kernels.tree_flows(root, al, bl, parent, first_child, next_sib, flow)
     stats.sizes.append((n, m))
