@@ -368,3 +368,80 @@ def price_cells(x, x_ptr, x_lo, x_hi, yT, y_ptr, y_lo, y_hi, code, p, f, g, thre
                             best_cols[i, t] = j0 + jj
                             h = min(h + 1, k)
                 held[i - x_ptr[c]] = h
+
+
+@njit(cache=True, parallel=True)
+def price_cells_sq(x, x_ptr, x_mid, x_half, x_slope, yT, y_ptr, y_mid, y_half, y_slope, f, g, threshold,
+                   best_cols, best_rc, counts):
+    """:func:`price_cells` for the squared Euclidean cost, with bounds linearised per cell:
+    rc_ij = u_i + v_j - 2 <x_i, y_j> with u = |x|^2 - f, v = |y|^2 - g; for slopes s (of u on
+    an x cell) and w (of v on a y cell) near the gradients 2 T(x) and 2 T^-1(y), the bound
+    min(u - <s, dx>) + min(v - <w, dy>) - 2 <x_mid, y_mid> - |s - 2 y_mid|.x_half
+    - |w - 2 x_mid|.y_half - 2 x_half.y_half is tight near the support (dx, dy: offsets from
+    the box centres). Costs of the pairs not skipped are computed as in ``point_costs``."""
+    n, d = x.shape
+    m = yT.shape[1]
+    ncx, ncy = x_ptr.shape[0] - 1, y_ptr.shape[0] - 1
+    k = best_cols.shape[1]
+    u, v = np.empty(n), np.empty(m)
+    u_lo, v_lo = np.full(ncx, np.inf), np.full(ncy, np.inf)
+    widest = 1
+    for c in range(ncx):
+        for i in range(x_ptr[c], x_ptr[c + 1]):
+            s, lin = 0.0, 0.0
+            for dim in range(d):
+                s += x[i, dim] * x[i, dim]
+                lin += x_slope[c, dim] * (x[i, dim] - x_mid[c, dim])
+            u[i] = s - f[i]
+            u_lo[c] = min(u_lo[c], u[i] - lin)
+    for e in range(ncy):
+        widest = max(widest, y_ptr[e + 1] - y_ptr[e])
+        for j in range(y_ptr[e], y_ptr[e + 1]):
+            s, lin = 0.0, 0.0
+            for dim in range(d):
+                s += yT[dim, j] * yT[dim, j]
+                lin += y_slope[e, dim] * (yT[dim, j] - y_mid[e, dim])
+            v[j] = s - g[j]
+            v_lo[e] = min(v_lo[e], v[j] - lin)
+    for c in prange(ncx):
+        buf = np.empty(widest)
+        held = np.zeros(x_ptr[c + 1] - x_ptr[c], np.int64)
+        for i in range(x_ptr[c], x_ptr[c + 1]):
+            counts[i] = 0
+            for t in range(k):
+                best_cols[i, t] = -1
+                best_rc[i, t] = np.inf
+        for e in range(ncy):
+            bound = u_lo[c] + v_lo[e]
+            for dim in range(d):
+                bound -= (2.0 * x_mid[c, dim] * y_mid[e, dim]
+                          + abs(x_slope[c, dim] - 2.0 * y_mid[e, dim]) * x_half[c, dim]
+                          + abs(y_slope[e, dim] - 2.0 * x_mid[c, dim]) * y_half[e, dim]
+                          + 2.0 * x_half[c, dim] * y_half[e, dim])
+            if bound >= threshold:
+                continue
+            j0, kk = y_ptr[e], y_ptr[e + 1] - y_ptr[e]
+            for i in range(x_ptr[c], x_ptr[c + 1]):
+                bound = u[i] + v_lo[e]
+                for dim in range(d):
+                    bound -= (2.0 * x[i, dim] * y_mid[e, dim]
+                              + abs(y_slope[e, dim] - 2.0 * x[i, dim]) * y_half[e, dim])
+                if bound >= threshold:
+                    continue
+                fi = f[i]
+                cost = point_costs(x, i, yT, j0, kk, SQEUCLIDEAN, 2.0, buf)
+                h = held[i - x_ptr[c]]
+                for jj in range(kk):
+                    rc = cost[jj] - fi - g[j0 + jj]
+                    if rc < threshold:
+                        counts[i] += 1
+                        if k > 0 and (h < k or rc < best_rc[i, k - 1]):
+                            t = min(h, k - 1)
+                            while t > 0 and best_rc[i, t - 1] > rc:
+                                best_rc[i, t] = best_rc[i, t - 1]
+                                best_cols[i, t] = best_cols[i, t - 1]
+                                t -= 1
+                            best_rc[i, t] = rc
+                            best_cols[i, t] = j0 + jj
+                            h = min(h + 1, k)
+                held[i - x_ptr[c]] = h

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse
 
-from .._costs import CITYBLOCK_POW, cost_code
+from .._costs import CITYBLOCK_POW, SQEUCLIDEAN, cost_code
 from .._result import OTResult, Status
 from .._validation import check_balanced, check_point_clouds, check_weights
 from . import _kernels, _sparse_kernels as _sk
@@ -91,6 +91,9 @@ def solve_multiscale(x, y, a=None, b=None, *, p=2, metric="euclidean"):
     stats = MultiscaleStats()
     scale = _cost_bound(x, y, code, p)
     tol = REDUCED_COST_TOL * scale
+    both = np.concatenate([x, y])
+    centre = (both.min(axis=0) + both.max(axis=0)) / 2  # costs are shift-invariant; bounds want small |x|
+    x, y = x - centre, y - centre
     rows, cols = np.flatnonzero(a > 0), np.flatnonzero(b > 0)
     xs, ys, as_, bs = x[rows], y[cols], a[rows], b[cols]
     start = time.perf_counter()
@@ -168,7 +171,7 @@ def _prolong(tree, xl, yl, code, p, up_x, up_y, n_coarse):
     nc = n_coarse
     mc = parent.shape[0] - 1 - nc
     f0, g0 = pi[:nc][up_x], pi[nc:nc + mc][up_y]
-    src, dst = _support(parent, flow, nc, mc)
+    src, dst, _ = _support(parent, flow, nc, mc)
     x_ptr, x_members = _members(up_x, nc)
     y_ptr, y_members = _members(up_y, mc)
     size = int(np.sum(np.diff(x_ptr)[src] * np.diff(y_ptr)[dst]))
@@ -184,12 +187,58 @@ def _prolong(tree, xl, yl, code, p, up_x, up_y, n_coarse):
 
 
 def _support(parent, flow, n, m):
-    """(rows, cols) of the real tree arcs carrying flow."""
+    """(rows, cols, flows) of the real tree arcs carrying flow."""
     node = np.flatnonzero((parent >= 0) & (parent < n + m) & (flow > 0))
     node = node[node < n + m]
     src = np.where(node < n, node, parent[node])
     dst = np.where(node < n, parent[node], node) - n
-    return src, dst
+    return src, dst, flow[node]
+
+
+class _Pricer:
+    """All-pairs pricing of one level by k-d cells of about 2**CELL_HALVINGS points, skipping
+    the cells whose cost bound rules out a violating pair (linearised for squared Euclidean)."""
+
+    def __init__(self, xl, yl, code, p, k):
+        self.xl, self.yl, self.code, self.p, self.k = xl, yl, code, p, k
+        self.x_order, self.x_ptr, self.x_sorted, self.x_lo, self.x_hi = _cells(xl)
+        self.y_order, self.y_ptr, self.y_sorted, self.y_lo, self.y_hi = _cells(yl)
+        self.y_sorted_t = np.ascontiguousarray(self.y_sorted.T)
+
+    def violating(self, f, g, parent, flow, threshold):
+        """Keys i * m + j of each row's k pairs of least reduced cost below ``threshold``, or None."""
+        n, m = len(f), len(g)
+        best_cols, best_rc = np.empty((n, self.k), np.int64), np.empty((n, self.k))
+        counts = np.empty(n, np.int64)
+        fs, gs = f[self.x_order], g[self.y_order]
+        if self.code == SQEUCLIDEAN:
+            x_slope, y_slope = self._slopes(parent, flow)
+            _sk.price_cells_sq(self.x_sorted, self.x_ptr, (self.x_lo + self.x_hi) / 2, (self.x_hi - self.x_lo) / 2,
+                               x_slope, self.y_sorted_t, self.y_ptr, (self.y_lo + self.y_hi) / 2,
+                               (self.y_hi - self.y_lo) / 2, y_slope, fs, gs, threshold, best_cols, best_rc, counts)
+        else:
+            _sk.price_cells(self.x_sorted, self.x_ptr, self.x_lo, self.x_hi, self.y_sorted_t, self.y_ptr, self.y_lo,
+                            self.y_hi, self.code, self.p, fs, gs, threshold, best_cols, best_rc, counts)
+        if not counts.any():
+            return None
+        found = best_cols.ravel() >= 0
+        return self.x_order[np.repeat(np.arange(n), self.k)[found]] * m + self.y_order[best_cols.ravel()[found]]
+
+    def _slopes(self, parent, flow):
+        """Per cell, twice the mean barycentric partner under the tree's plan (the gradient of
+        |x|^2 - f at an optimum); any slope gives a valid bound, a good one a tight bound."""
+        n, m = self.xl.shape[0], self.yl.shape[0]
+        src, dst, mass = _support(parent, flow, n, m)
+        out = []
+        for pts, other, mine, theirs, order, ptr in ((self.xl, self.yl, src, dst, self.x_order, self.x_ptr),
+                                                      (self.yl, self.xl, dst, src, self.y_order, self.y_ptr)):
+            total = np.bincount(mine, mass, minlength=len(pts))
+            partner = np.stack([np.bincount(mine, mass * other[theirs, d], minlength=len(pts))
+                                for d in range(pts.shape[1])], axis=1)
+            partner = np.where(total[:, None] > 0, partner / np.maximum(total, 1e-300)[:, None], pts)
+            sums = np.add.reduceat(partner[order], ptr[:-1])
+            out.append(np.ascontiguousarray(2.0 * sums / np.diff(ptr)[:, None]))
+        return out
 
 
 def _cells(points):
@@ -221,9 +270,7 @@ def _solve_level(xl, yl, al, bl, code, p, tol, keys, warm, stats):
     of all-pairs pricing that add each row's most violating pairs until there are none."""
     n, m = len(al), len(bl)
     start = time.perf_counter()
-    x_order, x_ptr, x_sorted, x_lo, x_hi = _cells(xl)
-    y_order, y_ptr, y_sorted, y_lo, y_hi = _cells(yl)
-    y_sorted_t = np.ascontiguousarray(y_sorted.T)
+    pricer = _Pricer(xl, yl, code, p, min(NEW_ARCS_PER_ROW, m))
     keys, indptr, cols, costs = _arc_list(xl, yl, code, p, keys)
     f, g = warm[0].copy(), warm[1].copy()
     _sk.sparse_c_transform(indptr, cols, costs, f, g)
@@ -236,9 +283,6 @@ def _solve_level(xl, yl, al, bl, code, p, tol, keys, warm, stats):
     root = _sk.star_tree(al, bl, np.concatenate([f, g]) + shift, parent, flow, first_child, next_sib,
                          prev_sib, pi, depth, tcost)
     stats.seconds["candidates"] += time.perf_counter() - start
-    k = min(NEW_ARCS_PER_ROW, m)
-    best_cols, best_rc = np.empty((n, k), np.int64), np.empty((n, k))
-    counts = np.empty(n, np.int64)
     cursor, pivots, rounds = 0, 0, 0
     mass = al.sum()
     while True:
@@ -259,14 +303,11 @@ def _solve_level(xl, yl, al, bl, code, p, tol, keys, warm, stats):
         rounds += 1
         if rounds > MAX_ROUNDS or n * m == len(cols):
             break
-        _sk.price_cells(x_sorted, x_ptr, x_lo, x_hi, y_sorted_t, y_ptr, y_lo, y_hi, code, p, pi[:n][x_order],
-                        pi[n:n + m][y_order], -tol, best_cols, best_rc, counts)
+        new = pricer.violating(pi[:n], pi[n:n + m], parent, flow, -tol)
         stats.seconds["pricing"] += time.perf_counter() - start
-        if not counts.any():
+        if new is None:
             break
         start = time.perf_counter()
-        found = best_cols.ravel() >= 0
-        new = (x_order[np.repeat(np.arange(n), k)[found]] * m + y_order[best_cols.ravel()[found]])
         keys, indptr, cols, costs = _arc_list(xl, yl, code, p, np.concatenate([keys, new]))
         stats.seconds["candidates"] += time.perf_counter() - start
     _kernels.tree_flows(root, al, bl, parent, first_child, next_sib, flow)
