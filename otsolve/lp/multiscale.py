@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse
+import scipy.spatial
 
 from .._costs import CITYBLOCK_POW, SQEUCLIDEAN, cost_code
 from .._result import OTResult, Status
@@ -17,8 +18,9 @@ from .network_simplex import REDUCED_COST_TOL
 
 COARSE_DEPTH = 8        # the coarsest level has 2**8 = 256 clusters per cloud: solved on all pairs
 HALVINGS = 2            # k-d tree depths per level: each level has 4x fewer clusters than the next
-NEIGHBOURS = 6          # per row, arcs of least reduced cost under the prolonged duals
-NEW_ARCS_PER_ROW = 6    # per row and pricing round, the most violating pairs added to the arc list
+NEIGHBOUR_CELLS = 1     # a coarse arc (I', J) also proposes (I, J) for the 5 clusters I nearest
+                        # to I' (itself and about its 2d neighbours in 2-D)
+NEW_ARCS_PER_ROW = 10   # per row and pricing round, the most violating pairs added to the arc list
 CELL_HALVINGS = 4       # pricing cells of the k-d tree hold about 2**4 = 16 points
 MAX_ROUNDS = 100        # pricing rounds per level; each adds >= 1 arc, so this only guards bugs
 ARTIFICIAL_GROWTH = 4.0  # big-M grows by this factor while artificial arcs still carry flow
@@ -110,7 +112,7 @@ def solve_multiscale(x, y, a=None, b=None, *, p=2, metric="euclidean"):
             keys = np.arange(len(al) * len(bl), dtype=np.int64)
             warm = np.zeros(len(al)), np.zeros(len(bl))
         else:
-            keys, warm = _prolong(tree, xl, yl, code, p, up_x, up_y, len(levels_x[level + 1][1]))
+            keys, warm = _prolong(tree, xl, yl, levels_x[level + 1][0], up_x, up_y)
         stats.seconds["candidates"] += time.perf_counter() - start
         tree = _solve_level(xl, yl, al, bl, code, p, tol, keys, warm, stats)
     return _certified_result(x, y, a, b, rows, cols, code, p, tol, scale, tree, stats), stats
@@ -163,27 +165,33 @@ def _members(up, count):
     return np.concatenate([[0], np.cumsum(np.bincount(up, minlength=count))]), order
 
 
-def _prolong(tree, xl, yl, code, p, up_x, up_y, n_coarse):
+def _prolong(tree, xl, yl, coarse_x, up_x, up_y):
     """Candidate arcs of a finer level (as keys i * m + j) and its warm duals from the coarse
-    solution: children of the coarse support, plus each row's NEIGHBOURS pairs of least
-    reduced cost under the coarse duals carried to the children."""
+    solution: the children of (I, J) for every coarse support arc (I', J) with I among the
+    NEIGHBOUR_CELLS coarse clusters nearest to I' (the support's neighbourhood)."""
     parent, flow, pi, tcost = tree
-    nc = n_coarse
+    nc = coarse_x.shape[0]
     mc = parent.shape[0] - 1 - nc
     f0, g0 = pi[:nc][up_x], pi[nc:nc + mc][up_y]
     src, dst, _ = _support(parent, flow, nc, mc)
+    k = min(NEIGHBOUR_CELLS, nc)
+    if k > 1:
+        near = scipy.spatial.cKDTree(coarse_x).query(coarse_x, k=k)[1].reshape(nc, k)
+        by_src = np.argsort(src, kind="stable")
+        deg = np.bincount(src, minlength=nc)
+        first = np.concatenate([[0], np.cumsum(deg)])
+        reps = deg[near].ravel()  # arcs of each neighbour, for every (I, neighbour) pair
+        owner = np.repeat(np.repeat(np.arange(nc), k), reps)
+        offset = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
+        picked = by_src[np.repeat(first[near.ravel()], reps) + offset]
+        pairs = np.unique(np.concatenate([owner * mc + dst[picked], src * mc + dst]))
+        src, dst = pairs // mc, pairs % mc
     x_ptr, x_members = _members(up_x, nc)
     y_ptr, y_members = _members(up_y, mc)
     size = int(np.sum(np.diff(x_ptr)[src] * np.diff(y_ptr)[dst]))
     rows, cols = np.empty(size, np.int64), np.empty(size, np.int64)
     _sk.product_arcs(src, dst, x_ptr, x_members, y_ptr, y_members, rows, cols)
-    n, m = xl.shape[0], yl.shape[0]
-    k = min(NEIGHBOURS, m)
-    best_cols, best_rc = np.empty((n, k), np.int64), np.empty((n, k))
-    counts, worst = np.empty(n, np.int64), np.empty(n)
-    _sk.price_all(xl, np.ascontiguousarray(yl.T), code, p, f0, g0, np.inf, best_cols, best_rc, counts, worst)
-    near = np.repeat(np.arange(n, dtype=np.int64), k) * m + best_cols.ravel()
-    return np.concatenate([rows * m + cols, near]), (f0, g0)
+    return rows * yl.shape[0] + cols, (f0, g0)
 
 
 def _support(parent, flow, n, m):
@@ -254,14 +262,20 @@ def _cells(points):
     return order, ptr, pts, np.minimum.reduceat(pts, ptr[:-1]), np.maximum.reduceat(pts, ptr[:-1])
 
 
-def _arc_list(xl, yl, code, p, keys):
-    """CSR (indptr, cols, costs) of the distinct arcs ``keys`` (i * m + j), costs from coordinates."""
+def _arc_list(xl, yl, code, p, keys, old=None):
+    """CSR (keys, indptr, cols, costs) of the distinct arcs ``keys`` (i * m + j) joined to an
+    ``old`` arc list (keys, costs); costs of the new ones from coordinates."""
     n, m = xl.shape[0], yl.shape[0]
-    keys = np.unique(keys)
+    costs = np.empty(len(keys))
+    _sk.arc_costs(xl, yl, code, p, keys // m, keys % m, costs)
+    if old is not None:
+        keys, costs = np.concatenate([old[0], keys]), np.concatenate([old[1], costs])
+    order = np.argsort(keys, kind="stable")
+    keys, costs = keys[order], costs[order]
+    keep = np.concatenate([[True], keys[1:] != keys[:-1]])
+    keys, costs = keys[keep], costs[keep]
     rows, cols = keys // m, keys % m
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
-    costs = np.empty(len(keys))
-    _sk.arc_costs(xl, yl, code, p, rows, cols, costs)
     return keys, indptr, cols, costs
 
 
@@ -308,7 +322,7 @@ def _solve_level(xl, yl, al, bl, code, p, tol, keys, warm, stats):
         if new is None:
             break
         start = time.perf_counter()
-        keys, indptr, cols, costs = _arc_list(xl, yl, code, p, np.concatenate([keys, new]))
+        keys, indptr, cols, costs = _arc_list(xl, yl, code, p, new, (keys, costs))
         stats.seconds["candidates"] += time.perf_counter() - start
     _kernels.tree_flows(root, al, bl, parent, first_child, next_sib, flow)
     stats.sizes.append((n, m))
