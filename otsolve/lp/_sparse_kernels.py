@@ -5,7 +5,8 @@ indptr[i + 1]]`` with costs ``costs[...]`` (CSR). The spanning tree has the layo
 ``_kernels`` (nodes 0..n-1 sources, n..n+m-1 sinks) plus an artificial root n + m, and each
 node keeps the cost of its arc to the parent in ``tcost``, so that no cost source is needed
 and arcs can be added between solves while the tree stays a feasible basis. Also: the balanced
-k-d tree of a cloud (the hierarchy) and the parallel pricing of all n m pairs from coordinates.
+k-d tree of a cloud (the hierarchy), the pricing of all n m pairs by cells (bounds skip the cells
+that cannot hold a violating pair) and the certificate over all pairs, in parallel.
 """
 import math
 
@@ -162,37 +163,17 @@ def simplex(indptr, cols, costs, n, root, parent, flow, first_child, next_sib, p
 
 
 @njit(cache=True, parallel=True)
-def price_all(x, yT, code, p, f, g, threshold, best_cols, best_rc, counts, worst):
-    """Over all pairs, rc_ij = C_ij - f_i - g_j from coordinates: counts[i] = #{j: rc_ij <
-    threshold}, the k = best_cols.shape[1] smallest of those in best_cols[i] / best_rc[i]
-    (ascending, -1 padded), worst[i] = max(0, max_j -rc_ij) (the row's dual violation)."""
+def row_violations(x, yT, code, p, f, g, worst):
+    """worst[i] = max(0, max_j f_i + g_j - C_ij) over all pairs, costs from coordinates."""
     n, m = x.shape[0], yT.shape[1]
-    k = best_cols.shape[1]
     for i in prange(n):
         buf = np.empty(CHUNK)
-        fi = f[i]
-        cnt, w, held = 0, 0.0, 0
-        for t in range(k):
-            best_cols[i, t] = -1
-            best_rc[i, t] = np.inf
+        fi, w = f[i], 0.0
         for j0 in range(0, m, CHUNK):
             kk = min(CHUNK, m - j0)
             c = point_costs(x, i, yT, j0, kk, code, p, buf)
             for jj in range(kk):
-                rc = c[jj] - fi - g[j0 + jj]
-                w = max(w, -rc)
-                if rc < threshold:
-                    cnt += 1
-                    if k > 0 and (held < k or rc < best_rc[i, k - 1]):
-                        t = min(held, k - 1)
-                        while t > 0 and best_rc[i, t - 1] > rc:  # insertion into the sorted list
-                            best_rc[i, t] = best_rc[i, t - 1]
-                            best_cols[i, t] = best_cols[i, t - 1]
-                            t -= 1
-                        best_rc[i, t] = rc
-                        best_cols[i, t] = j0 + jj
-                        held = min(held + 1, k)
-        counts[i] = cnt
+                w = max(w, fi + g[j0 + jj] - c[jj])
         worst[i] = w
 
 
@@ -317,8 +298,9 @@ def _gap_cost(gaps, code, p):
 @njit(cache=True, parallel=True)
 def price_cells(x, x_ptr, x_lo, x_hi, yT, y_ptr, y_lo, y_hi, code, p, f, g, threshold, best_cols, best_rc,
                 counts):
-    """:func:`price_all` (without the row maxima) by cells: x, f and y (as yT), g are sorted by
-    cell (cell c holds rows x_ptr[c]..x_ptr[c + 1] - 1, inside the box x_lo[c]..x_hi[c]); a
+    """Over all pairs, rc_ij = C_ij - f_i - g_j from coordinates: counts[i] = #{j: rc_ij <
+    threshold}, the k = best_cols.shape[1] smallest of those in best_cols[i] / best_rc[i]
+    (ascending, -1 padded). x, f and y (as yT), g are sorted by cell (cell c holds rows x_ptr[c]..x_ptr[c + 1] - 1, inside the box x_lo[c]..x_hi[c]); a
     pair of cells, then a row and a cell, is skipped when the cost bound of the boxes minus
     the largest potentials is not below ``threshold``: no pair in it is."""
     ncx, ncy, d = x_ptr.shape[0] - 1, y_ptr.shape[0] - 1, x.shape[1]
