@@ -193,10 +193,10 @@ def c_transform(x, yT, code, p, g, col_alive, out):
         out[i] = best
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def arc_costs(x, y, code, p, rows, cols, out):
     """out[k] = C[rows[k], cols[k]] from coordinates (the same sums as ``point_costs``)."""
-    for k in prange(rows.shape[0]):
+    for k in range(rows.shape[0]):
         out[k] = pair_cost(x, rows[k], y, cols[k], code, p)
 
 

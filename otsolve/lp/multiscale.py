@@ -101,8 +101,9 @@ def solve_multiscale(x, y, a=None, b=None, *, p=2, metric="euclidean"):
     start = time.perf_counter()
     depths_x, depths_y = _depths(len(as_)), _depths(len(bs))
     depth = max(len(depths_x), len(depths_y))
-    levels_x = _hierarchy(xs, as_, depths_x + depths_x[-1:] * (depth - len(depths_x)))
-    levels_y = _hierarchy(ys, bs, depths_y + depths_y[-1:] * (depth - len(depths_y)))
+    levels_x, order_x = _hierarchy(xs, as_, depths_x + depths_x[-1:] * (depth - len(depths_x)))
+    levels_y, order_y = _hierarchy(ys, bs, depths_y + depths_y[-1:] * (depth - len(depths_y)))
+    rows, cols = rows[order_x], cols[order_y]
     stats.seconds["hierarchy"] += time.perf_counter() - start
     tree = None
     for level in range(depth - 1, -1, -1):
@@ -137,11 +138,14 @@ def _depths(n):
 
 def _hierarchy(x, w, depths):
     """Levels finest first: (points, masses, cluster of each point at the next coarser level);
-    clusters are the k-d tree's cells at ``depths`` (the first level is the cloud itself),
-    placed at the barycentre of their points."""
+    clusters are the k-d tree's cells at ``depths`` (the first level is the cloud itself, in
+    k-d order: nodes near in space are near in memory, which halves the simplex's cache
+    misses), placed at the barycentre of their points. Also returns that order."""
     n = x.shape[0]
     labels = np.empty((depths[0] + 1, n), np.int64)
     _sk.kd_labels(x, labels)
+    order = np.argsort(labels[depths[0]], kind="stable")
+    x, w, labels = x[order], w[order], labels[:, order]
     levels = []
     own = np.arange(n)
     for k, t in enumerate(depths):
@@ -156,7 +160,7 @@ def _hierarchy(x, w, depths):
             up = np.empty(len(mass), np.int64)
             up[lab] = labels[depths[k + 1]]
         levels.append((np.ascontiguousarray(pts), mass, up))
-    return levels
+    return levels, order
 
 
 def _members(up, count):
@@ -306,6 +310,8 @@ def _solve_level(xl, yl, al, bl, code, p, tol, keys, warm, stats):
             _, done, cursor = _sk.simplex(indptr, cols, costs, n, root, parent, flow, first_child, next_sib,
                                           prev_sib, pi, depth, tcost, block, tol, -1, cursor)
             pivots += done
+            if _sk.artificial_flow(root, first_child, next_sib, flow) <= ARTIFICIAL_FLOW_RTOL * mass:
+                break
             _kernels.tree_flows(root, al, bl, parent, first_child, next_sib, flow)  # drop pivot rounding
             if _sk.artificial_flow(root, first_child, next_sib, flow) <= ARTIFICIAL_FLOW_RTOL * mass:
                 break
@@ -341,12 +347,13 @@ def _certified_result(x, y, a, b, rows, cols, code, p, tol, scale, tree, stats):
     n, m = len(a), len(b)
     f, g = np.zeros(n), np.zeros(m)
     f[rows], g[cols] = pi[:n_sub], pi[n_sub:n_sub + m_sub]
-    if n_sub < n or m_sub < m:
-        f_dead, g_dead = np.empty(n), np.empty(m)
-        _sk.c_transform(x, np.ascontiguousarray(y.T), code, p, g, b > 0, f_dead)
-        f[a == 0] = f_dead[a == 0]
-        _sk.c_transform(y, np.ascontiguousarray(x.T), code, p, f, np.ones(n, np.bool_), g_dead)
-        g[b == 0] = g_dead[b == 0]
+    if n_sub < n or m_sub < m:  # zero-weight points: the tightest feasible potentials
+        dead_x, dead_y = np.flatnonzero(a == 0), np.flatnonzero(b == 0)
+        f_dead, g_dead = np.empty(len(dead_x)), np.empty(len(dead_y))
+        _sk.c_transform(x[dead_x], np.ascontiguousarray(y.T), code, p, g, b > 0, f_dead)
+        f[dead_x] = f_dead
+        _sk.c_transform(y[dead_y], np.ascontiguousarray(x.T), code, p, f, np.ones(n, np.bool_), g_dead)
+        g[dead_y] = g_dead
     shift = (b @ g - a @ f) / (a.sum() + b.sum())  # normalise so that a.f == b.g
     f, g = f + shift, g - shift
     node = np.flatnonzero((parent[:n_sub + m_sub] < n_sub + m_sub) & (flow[:n_sub + m_sub] > 0))
