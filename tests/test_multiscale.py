@@ -193,3 +193,19 @@ def test_bad_clouds_rejected():
         exact_multiscale(x, x, a=[1.0, -1.0, 1.0])
     with pytest.raises(ValueError, match="same dimension"):
         exact_multiscale(x, np.zeros((3, 3)))
+
+
+def test_wasserstein_chooses_multiscale_above_the_threshold(monkeypatch):
+    import sys
+    module = sys.modules["otsolve.wasserstein"]
+    calls = []
+    real = module.exact_multiscale
+    monkeypatch.setattr(module, "exact_multiscale", lambda *args, **kw: calls.append(1) or real(*args, **kw))
+    monkeypatch.setattr(module, "MULTISCALE_MIN_PAIRS", 100)
+    x = np.random.default_rng(10).normal(size=(20, 2))
+    otsolve.wasserstein(x, x + 1)
+    assert len(calls) == 1
+    otsolve.wasserstein(x, x + 1, lazy=False)        # an explicit dense solve stays dense
+    otsolve.wasserstein(x, x + 1, max_iter=10**6)    # so does one with options of the plain solver
+    otsolve.wasserstein(x[:5], x[:5] + 1)            # and one below the threshold
+    assert len(calls) == 1
