@@ -295,14 +295,29 @@ def _gap_cost(gaps, code, p):
     return s if p == 1.0 else s ** p
 
 
+@njit(cache=True, inline="always")
+def _keep_best(cols, rcs, held, j, rc):
+    """Insert (j, rc) into the ascending list rcs[:held] of at most len(rcs) entries; new held."""
+    k = rcs.shape[0]
+    if k == 0 or (held == k and rc >= rcs[k - 1]):
+        return held
+    t = min(held, k - 1)
+    while t > 0 and rcs[t - 1] > rc:
+        rcs[t], cols[t] = rcs[t - 1], cols[t - 1]
+        t -= 1
+    rcs[t], cols[t] = rc, j
+    return min(held + 1, k)
+
+
 @njit(cache=True, parallel=True)
 def price_cells(x, x_ptr, x_lo, x_hi, yT, y_ptr, y_lo, y_hi, code, p, f, g, threshold, best_cols, best_rc,
                 counts):
     """Over all pairs, rc_ij = C_ij - f_i - g_j from coordinates: counts[i] = #{j: rc_ij <
     threshold}, the k = best_cols.shape[1] smallest of those in best_cols[i] / best_rc[i]
-    (ascending, -1 padded). x, f and y (as yT), g are sorted by cell (cell c holds rows x_ptr[c]..x_ptr[c + 1] - 1, inside the box x_lo[c]..x_hi[c]); a
-    pair of cells, then a row and a cell, is skipped when the cost bound of the boxes minus
-    the largest potentials is not below ``threshold``: no pair in it is."""
+    (ascending, -1 padded). x, f and y (as yT), g are sorted by cell (cell c holds rows
+    x_ptr[c]..x_ptr[c + 1] - 1, inside the box x_lo[c]..x_hi[c]); a pair of cells, then a row
+    and a cell, is skipped when the cost bound of the boxes minus the largest potentials is not
+    below ``threshold``: no pair in it is."""
     ncx, ncy, d = x_ptr.shape[0] - 1, y_ptr.shape[0] - 1, x.shape[1]
     k = best_cols.shape[1]
     f_max, g_max = np.full(ncx, -np.inf), np.full(ncy, -np.inf)
@@ -340,15 +355,7 @@ def price_cells(x, x_ptr, x_lo, x_hi, yT, y_ptr, y_lo, y_hi, code, p, f, g, thre
                     rc = cost[jj] - fi - g[j0 + jj]
                     if rc < threshold:
                         counts[i] += 1
-                        if k > 0 and (h < k or rc < best_rc[i, k - 1]):
-                            t = min(h, k - 1)
-                            while t > 0 and best_rc[i, t - 1] > rc:
-                                best_rc[i, t] = best_rc[i, t - 1]
-                                best_cols[i, t] = best_cols[i, t - 1]
-                                t -= 1
-                            best_rc[i, t] = rc
-                            best_cols[i, t] = j0 + jj
-                            h = min(h + 1, k)
+                        h = _keep_best(best_cols[i], best_rc[i], h, j0 + jj, rc)
                 held[i - x_ptr[c]] = h
 
 
@@ -417,13 +424,5 @@ def price_cells_sq(x, x_ptr, x_mid, x_half, x_slope, yT, y_ptr, y_mid, y_half, y
                     rc = cost[jj] - fi - g[j0 + jj]
                     if rc < threshold:
                         counts[i] += 1
-                        if k > 0 and (h < k or rc < best_rc[i, k - 1]):
-                            t = min(h, k - 1)
-                            while t > 0 and best_rc[i, t - 1] > rc:
-                                best_rc[i, t] = best_rc[i, t - 1]
-                                best_cols[i, t] = best_cols[i, t - 1]
-                                t -= 1
-                            best_rc[i, t] = rc
-                            best_cols[i, t] = j0 + jj
-                            h = min(h + 1, k)
+                        h = _keep_best(best_cols[i], best_rc[i], h, j0 + jj, rc)
                 held[i - x_ptr[c]] = h
