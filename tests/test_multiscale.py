@@ -193,6 +193,8 @@ def test_bad_clouds_rejected():
         exact_multiscale(x, x, a=[1.0, -1.0, 1.0])
     with pytest.raises(ValueError, match="same dimension"):
         exact_multiscale(x, np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="overflow float64; rescale x and y"):
+        exact_multiscale(x, np.full((3, 2), 1e200))
 
 
 def test_wasserstein_chooses_multiscale_above_the_threshold(monkeypatch):

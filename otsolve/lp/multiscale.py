@@ -91,7 +91,11 @@ def solve_multiscale(x, y, a=None, b=None, *, p=2, metric="euclidean"):
     b = check_balanced(a, check_weights(b, m, "b", dim_name="points in y"))
     code, p = cost_code(metric, p)
     stats = MultiscaleStats()
-    scale = _cost_bound(x, y, code, p)
+    with np.errstate(over="ignore"):
+        scale = _cost_bound(x, y, code, p)
+    if not math.isfinite(scale):
+        raise ValueError(f"the costs {metric}(x, y) ** {p:g} of these points overflow float64; rescale x and y "
+                         "(the optimal plan does not change when both are scaled alike)")
     tol = REDUCED_COST_TOL * scale
     both = np.concatenate([x, y])
     centre = (both.min(axis=0) + both.max(axis=0)) / 2  # costs are shift-invariant; bounds want small |x|
@@ -124,7 +128,7 @@ def _cost_bound(x, y, code, p):
     both = np.concatenate([x, y])
     side = both.max(axis=0) - both.min(axis=0)
     diameter = side.sum() if code == CITYBLOCK_POW else math.sqrt(side @ side)
-    return float(diameter ** p)
+    return float(np.power(np.float64(diameter), p))
 
 
 def _depths(n):
