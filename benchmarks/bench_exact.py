@@ -188,16 +188,16 @@ def bench_grids(resolutions, kinds, pot_max):
         for kind in kinds:
             rng = np.random.default_rng(res)
             A, B = grid_image(kind, res, rng), grid_image(kind, res, rng)
-            t_ours, out = timed(lambda: otsolve.wasserstein_grid(A, B))
             z = np.stack(np.meshgrid(np.arange(res), np.arange(res), indexing="ij"), -1).reshape(-1, 2).astype(float)
-            _, stats = solve_multiscale(z, z, A.ravel() / A.sum(), B.ravel() / B.sum())  # stats only
+            a, b = A.ravel() / A.sum(), B.ravel() / B.sum()
+            # the solve of wasserstein_grid(A, B), called directly for its statistics
+            t_ours, (out, stats) = timed(lambda: solve_multiscale(z, z, a, b))
             pot = ("-", "-", "-")
             if res <= pot_max:
                 C = otsolve.cost_matrix(z, z)
-                a, b = A.ravel() / A.sum(), B.ravel() / B.sum()
                 t_pot, pot_value = timed(lambda: ot.emd2(a, b, C, numItermax=10**10))
                 del C
-                pot = (f"{t_pot:.1f}", f"{t_ours / t_pot:.3f}", f"{out.value_linear - pot_value:.1e}")
+                pot = (f"{t_pot:.1f}", f"{t_ours / t_pot:.3f}", f"{out.value - pot_value:.1e}")
             rows.append((f"{res}x{res}", kind, f"{t_ours:.2f}", *pot, len(stats.sizes), stats.arcs[-1],
                          sum(stats.pivots), stats.rounds[-1], phases(stats), f"{out.max_dual_violation:.0e}",
                          str(out.status)))
