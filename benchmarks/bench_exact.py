@@ -3,6 +3,7 @@
     python benchmarks/bench_exact.py            # dense 500..5000, lazy 10k/20k, warm starts, batch
     python benchmarks/bench_exact.py --large    # adds dense 10000 and lazy 50000
     python benchmarks/bench_exact.py --quick    # small sizes, a smoke run
+    python benchmarks/bench_exact.py --multiscale [--large]   # only the multiscale clouds and grids
 
 Data: two 2-D Gaussian clouds (the second shifted and stretched), squared Euclidean cost scaled to
 [0, 1]. Times are wall-clock medians; the first otsolve call (Numba compilation, cached to disk
@@ -22,6 +23,7 @@ import scipy.sparse
 
 import otsolve
 from otsolve.lp import exact_points
+from otsolve.lp.multiscale import solve_multiscale
 from _report import clouds, table, timed
 
 
@@ -129,17 +131,104 @@ def bench_batch(k, n):
           [(f"{t_ours:.3f}", f"{t_pot:.3f}", f"{t_loop:.3f}", f"{t_ours / t_pot:.2f}", f"{diff:.0e}")])
 
 
+def phases(stats):
+    return "/".join(f"{stats.seconds[k]:.1f}" for k in ("hierarchy", "candidates", "simplex", "pricing",
+                                                          "certificate"))
+
+
+def bench_multiscale(sizes, pot_max):
+    """Multiscale exact solver vs POT's dense emd2 on the same clouds (sq. Euclidean, unscaled)."""
+    rows, times = [], []
+    for n in sizes:
+        x, y = clouds(n)
+        with PeakMemory() as mem:
+            t_ours, (res, stats) = timed(lambda: solve_multiscale(x, y))
+        times.append(t_ours)
+        pot = ("-", "-", "-")
+        if n <= pot_max:
+            C = otsolve.cost_matrix(x, y)
+            t_pot, pot_value = timed(lambda: ot.emd2([], [], C, numItermax=10**10))
+            del C
+            pot = (f"{t_pot:.1f}", f"{t_ours / t_pot:.3f}", f"{res.value - pot_value:.1e}")
+        rows.append((n, f"{t_ours:.1f}", *pot, f"{mem.mib:.0f}", len(stats.sizes), stats.arcs[-1], sum(stats.pivots),
+                     stats.rounds[-1], phases(stats), f"{res.max_dual_violation:.0e}", str(res.status)))
+    table("multiscale exact OT on 2-D clouds (seconds; ratio = otsolve / POT dense emd2, same data)",
+          ["n", "otsolve", "POT emd2", "ratio", "value-POT", "MiB", "levels", "arcs kept", "pivots",
+           "rounds", "phases h/c/s/p/cert", "dual viol.", "status"], rows)
+    if len(sizes) > 1:
+        slope = np.polyfit(np.log(sizes), np.log(times), 1)[0]
+        print(f"scaling exponent of the multiscale time in n (least squares, log-log): {slope:.2f}")
+
+
+def grid_image(kind, res, rng):
+    """DOTmark-like test images (Schrieber et al. 2017, generated in spirit)."""
+    if kind == "WhiteNoise":
+        return rng.random((res, res))
+    if kind.startswith("GRF"):  # Gaussian random field: white noise smoothed in Fourier space
+        width = {"GRFrough": res / 64, "GRFmoderate": res / 16, "GRFsmooth": res / 4}[kind]
+        k = np.fft.fftfreq(res)[:, None] ** 2 + np.fft.fftfreq(res)[None, :] ** 2
+        field = np.real(np.fft.ifft2(np.fft.fft2(rng.normal(size=(res, res))) * np.exp(-2 * np.pi**2 * width**2 * k)))
+        return field - field.min()
+    if kind == "CauchyDensity":
+        i, j = np.meshgrid(np.arange(res), np.arange(res), indexing="ij")
+        out = np.zeros((res, res))
+        for _ in range(3):
+            ci, cj, s = rng.random() * res, rng.random() * res, res * (0.02 + 0.1 * rng.random())
+            out += 1 / (1 + ((i - ci) ** 2 + (j - cj) ** 2) / s**2) ** 1.5
+        return out
+    i, j = np.meshgrid(np.linspace(-1, 1, res), np.linspace(-1, 1, res), indexing="ij")  # Shapes
+    ci, cj, r = rng.uniform(-0.5, 0.5, 3)
+    return ((i - ci) ** 2 + (j - cj) ** 2 < (0.3 + 0.3 * abs(r)) ** 2).astype(float)
+
+
+def bench_grids(resolutions, kinds, pot_max):
+    """wasserstein_grid vs POT's dense emd2 on DOTmark-like image pairs (squared Euclidean)."""
+    rows = []
+    for res in resolutions:
+        for kind in kinds:
+            rng = np.random.default_rng(res)
+            A, B = grid_image(kind, res, rng), grid_image(kind, res, rng)
+            z = np.stack(np.meshgrid(np.arange(res), np.arange(res), indexing="ij"), -1).reshape(-1, 2).astype(float)
+            a, b = A.ravel() / A.sum(), B.ravel() / B.sum()
+            # the solve of wasserstein_grid(A, B), called directly for its statistics
+            t_ours, (out, stats) = timed(lambda: solve_multiscale(z, z, a, b))
+            pot = ("-", "-", "-")
+            if res <= pot_max:
+                C = otsolve.cost_matrix(z, z)
+                t_pot, pot_value = timed(lambda: ot.emd2(a, b, C, numItermax=10**10))
+                del C
+                pot = (f"{t_pot:.1f}", f"{t_ours / t_pot:.3f}", f"{out.value - pot_value:.1e}")
+            rows.append((f"{res}x{res}", kind, f"{t_ours:.2f}", *pot, len(stats.sizes), stats.arcs[-1],
+                         sum(stats.pivots), stats.rounds[-1], phases(stats), f"{out.max_dual_violation:.0e}",
+                         str(out.status)))
+    table("wasserstein_grid (multiscale) on DOTmark-like images (seconds; ratio = otsolve / POT dense emd2)",
+          ["grid", "class", "otsolve", "POT emd2", "ratio", "value-POT", "levels", "arcs kept", "pivots",
+           "rounds", "phases h/c/s/p/cert", "dual viol.", "status"], rows)
+
+
+GRID_CLASSES = ["WhiteNoise", "GRFrough", "GRFmoderate", "GRFsmooth", "CauchyDensity", "Shapes"]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--large", action="store_true", help="add dense n=10000 and lazy n=50000")
     parser.add_argument("--quick", action="store_true", help="small sizes only")
+    parser.add_argument("--multiscale", action="store_true", help="only the multiscale clouds and grids")
     args = parser.parse_args()
     start = time.perf_counter()
     otsolve.exact(np.random.default_rng(0).random((30, 30)))
     exact_points(*clouds(30), None, None, p=2, metric="euclidean")
     otsolve.exact_batch(np.random.default_rng(0).random((2, 5, 5)))
+    solve_multiscale(*clouds(600))
+    otsolve.wasserstein_grid(np.ones((20, 20)), np.ones((20, 20)), multiscale=True)
     print(f"first calls (Numba compile or cache load): {time.perf_counter() - start:.1f} s")
+    if args.multiscale:
+        bench_multiscale([5000, 10000, 20000] + ([50000] if args.large else []), pot_max=10000)
+        bench_grids([32, 64] + ([128] if args.large else []), GRID_CLASSES, pot_max=128 if args.large else 64)
+        return
     if args.quick:
+        bench_multiscale([2000], pot_max=2000)
+        bench_grids([16], GRID_CLASSES[:2], pot_max=16)
         bench_dense([100, 200], highs_max=200)
         bench_lazy([1000], pot_max=1000)
         bench_warm(300)
@@ -149,6 +238,8 @@ def main():
     bench_lazy([10000, 20000] + ([50000] if args.large else []), pot_max=10000)
     bench_warm(2000)
     bench_batch(256, 64)
+    bench_multiscale([5000, 10000, 20000] + ([50000] if args.large else []), pot_max=10000)
+    bench_grids([32, 64] + ([128] if args.large else []), GRID_CLASSES, pot_max=128 if args.large else 64)
 
 
 if __name__ == "__main__":

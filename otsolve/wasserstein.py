@@ -5,14 +5,16 @@ import dataclasses
 
 from ._costs import cost_matrix
 from ._validation import check_choice, check_point_clouds
-from .lp import exact, exact_points
+from .lp import exact, exact_multiscale, exact_points
 from .entropic import sinkhorn_points
 
 METHODS = ("exact", "sinkhorn")
 DENSE_MAX_ENTRIES = 2**24  # above this many costs (128 MiB) the exact solver prices on the fly
+MULTISCALE_MIN_PAIRS = 2**22  # above this many pairs (n = m ~ 2000) the multiscale solver is faster
 
 
-def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean", lazy=None, **options):
+def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean", lazy=None, multiscale=None,
+                **options):
     r"""Return the p-Wasserstein distance between two weighted point clouds.
 
     .. math:: W_p(\alpha, \beta) = \Big(\min_{P \in U(a, b)} \sum_{ij} P_{ij}\, d(x_i, y_j)^p\Big)^{1/p}
@@ -34,6 +36,10 @@ def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean"
         memory; then ``max_iter`` is the only option). By default only when the matrix would
         exceed ``DENSE_MAX_ENTRIES`` entries. ``"sinkhorn"`` is always lazy (``lazy=False`` is
         refused).
+    multiscale : bool, optional
+        Solve by :func:`otsolve.lp.exact_multiscale` (sparse coarse-to-fine network simplex,
+        certified over all pairs; memory O(n + m + arcs)). By default when there are more than
+        ``MULTISCALE_MIN_PAIRS`` pairs, ``lazy`` is not False and no other option is given.
 
     Returns
     -------
@@ -57,6 +63,13 @@ def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean"
         res = sinkhorn_points(x, y, a, b, p=p, metric=metric, **options)
         return dataclasses.replace(res, value=max(res.value_linear, 0.0) ** (1.0 / p))
     x, y = check_point_clouds(x, y)
+    if not (multiscale is None or isinstance(multiscale, bool)):
+        raise TypeError(f"multiscale must be None, True or False; got {multiscale!r}")
+    if multiscale is None:
+        multiscale = lazy is not False and not options and x.shape[0] * y.shape[0] > MULTISCALE_MIN_PAIRS
+    if multiscale:
+        res = exact_multiscale(x, y, a, b, p=p, metric=metric, **options)
+        return dataclasses.replace(res, value=max(res.value, 0.0) ** (1.0 / p))
     if lazy is None:
         lazy = x.shape[0] * y.shape[0] > DENSE_MAX_ENTRIES
     if lazy:
