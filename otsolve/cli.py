@@ -23,11 +23,13 @@ def demo_clouds(n: int, seed: int = 0):
 
 def _run_demo(args) -> int:
     from . import wasserstein
+    from .wasserstein import MULTISCALE_MIN_PAIRS
 
     x, y = demo_clouds(args.n, args.seed)
     print(f"exact W{args.p:g} between two 2-D Gaussian clouds of {args.n} points (seed {args.seed})")
     start = time.perf_counter()
-    wasserstein(x[:5], y[:5], p=args.p)  # Numba compilation (first run on a machine) or cache load
+    big = args.n * args.n > MULTISCALE_MIN_PAIRS  # the solver the full run will take, compiled here
+    wasserstein(x[:300], y[:300], p=args.p, multiscale=big)  # Numba compilation or cache load
     warm_up = time.perf_counter() - start
     start = time.perf_counter()
     res = wasserstein(x, y, p=args.p, method="exact")
