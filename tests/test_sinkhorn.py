@@ -193,7 +193,12 @@ def test_kernel_scaling_matches_the_log_domain(case, monkeypatch):
     kernel = otsolve.sinkhorn(C, a, b, **kwargs)
     _log_domain_only(monkeypatch)
     log = otsolve.sinkhorn(C, a, b, **kwargs)
-    assert kernel.success and log.success and kernel.marginal_error <= 1e-11
+    # at reg = 1e-4 tol 1e-11 sits at float64's precision floor (~16 ulps of |C| / reg): a run may
+    # honestly stop there a little above tol (seen with freshly compiled kernels)
+    floor = case == "tiny_reg"
+    for res in (kernel, log):
+        assert res.success or (floor and "precision floor" in res.message and res.marginal_error <= 1e-10)
+    assert kernel.marginal_error <= (1e-10 if floor else 1e-11)
     np.testing.assert_allclose(kernel.plan, log.plan, rtol=0, atol=1e-9 * log.plan.max())
     assert kernel.value == pytest.approx(log.value, rel=1e-9, abs=1e-14)
     for ours, ref, w in ((kernel.f, log.f, a), (kernel.g, log.g, b)):
