@@ -141,6 +141,46 @@ def _price_rows(src, pi, n, m, start_row, block_rows, tol):
     return best_arc
 
 
+@njit(cache=True, inline="always")
+def push_cycle(u, v, n, parent, depth, flow):
+    """Send the most flow around the cycle that the entering arc u -> v closes in the tree;
+    returns (delta, out, side): the leaving node by Cunningham's rule (the last blocking arc
+    from the apex, so the tree stays strongly feasible and degenerate pivots cannot cycle) and
+    whether it is on u's side (1) or v's (2)."""
+    x, y = u, v
+    while x != y:  # apex of the cycle
+        if depth[x] > depth[y]:
+            x = parent[x]
+        elif depth[y] > depth[x]:
+            y = parent[y]
+        else:
+            x, y = parent[x], parent[y]
+    join = x
+    # Flow runs join -> ... -> u -> v -> ... -> join. Strict "<" on u's side and "<=" on
+    # v's side picks the last blocking arc in that orientation.
+    delta, out, side = np.inf, -1, 0
+    w = u
+    while w != join:
+        if w < n and flow[w] < delta:  # source (or its artificial arc): flow falls
+            delta, out, side = flow[w], w, 1
+        w = parent[w]
+    w = v
+    while w != join:
+        if w >= n and flow[w] <= delta:  # sink: its arc comes from the parent, flow falls
+            delta, out, side = flow[w], w, 2
+        w = parent[w]
+    if delta > 0.0:
+        w = u
+        while w != join:
+            flow[w] += -delta if w < n else delta
+            w = parent[w]
+        w = v
+        while w != join:
+            flow[w] += delta if w < n else -delta
+            w = parent[w]
+    return delta, out, side
+
+
 @njit(cache=True)
 def network_simplex(src, n, m, art, root, parent, flow, first_child, next_sib, prev_sib, pi, depth,
                     block_rows, tol, max_iter):
@@ -157,37 +197,7 @@ def network_simplex(src, n, m, art, root, parent, flow, first_child, next_sib, p
             return MAX_ITER, pivots
         cursor = arc // m + 1 if arc // m + 1 < n else 0
         u, v = arc // m, n + arc % m
-        x, y = u, v
-        while x != y:  # apex of the cycle
-            if depth[x] > depth[y]:
-                x = parent[x]
-            elif depth[y] > depth[x]:
-                y = parent[y]
-            else:
-                x, y = parent[x], parent[y]
-        join = x
-        # Flow runs join -> ... -> u -> v -> ... -> join. Strict "<" on u's side and "<=" on
-        # v's side picks the last blocking arc in that orientation.
-        delta, out, side = np.inf, -1, 0
-        w = u
-        while w != join:
-            if w < n and flow[w] < delta:  # source: its arc points to the parent, flow falls
-                delta, out, side = flow[w], w, 1
-            w = parent[w]
-        w = v
-        while w != join:
-            if w >= n and flow[w] <= delta:  # sink: its arc comes from the parent, flow falls
-                delta, out, side = flow[w], w, 2
-            w = parent[w]
-        if delta > 0.0:
-            w = u
-            while w != join:
-                flow[w] += -delta if w < n else delta
-                w = parent[w]
-            w = v
-            while w != join:
-                flow[w] += delta if w < n else -delta
-                w = parent[w]
+        delta, out, side = push_cycle(u, v, n, parent, depth, flow)
         q, p = (u, v) if side == 1 else (v, u)
         # Re-hang the path q -> out below p, reversing its arcs; each arc keeps its flow.
         prev, w, carried = p, q, delta

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._costs import CITYBLOCK_POW, SQEUCLIDEAN, pair_cost, point_costs
-from ._kernels import _link, _unlink
+from ._kernels import _link, _unlink, push_cycle
 
 OPTIMAL, MAX_ITER = 0, 1
 CHUNK = 512  # columns per on-the-fly cost run in the all-pairs passes (fits L1 with its costs)
@@ -117,35 +117,7 @@ def simplex(indptr, cols, costs, n, root, parent, flow, first_child, next_sib, p
             return MAX_ITER, pivots, cursor
         cursor = u + 1 if u + 1 < n else 0
         v = n + cols[arc]
-        x, y = u, v
-        while x != y:  # apex of the cycle
-            if depth[x] > depth[y]:
-                x = parent[x]
-            elif depth[y] > depth[x]:
-                y = parent[y]
-            else:
-                x, y = parent[x], parent[y]
-        join = x
-        delta, out, side = np.inf, -1, 0
-        w = u
-        while w != join:
-            if w < n and flow[w] < delta:  # source (or its artificial arc): flow falls
-                delta, out, side = flow[w], w, 1
-            w = parent[w]
-        w = v
-        while w != join:
-            if w >= n and flow[w] <= delta:  # sink: its arc comes from the parent, flow falls
-                delta, out, side = flow[w], w, 2
-            w = parent[w]
-        if delta > 0.0:
-            w = u
-            while w != join:
-                flow[w] += -delta if w < n else delta
-                w = parent[w]
-            w = v
-            while w != join:
-                flow[w] += delta if w < n else -delta
-                w = parent[w]
+        delta, out, side = push_cycle(u, v, n, parent, depth, flow)
         q, p = (u, v) if side == 1 else (v, u)
         # Re-hang the path q -> out below p, reversing its arcs; each arc keeps flow and cost.
         prev, w, carried, carried_cost = p, q, delta, costs[arc]
