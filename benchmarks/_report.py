@@ -4,11 +4,13 @@ import time
 
 import numpy as np
 
+from otsolve.cli import demo_clouds
+
 
 def clouds(n, m=None, seed=0):
-    """Two 2-D Gaussian clouds of n and m (default n) points, the second shifted and stretched."""
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(n, 2)), rng.normal(size=(n if m is None else m, 2)) * [1.5, 0.5] + [2.0, 1.0]
+    """Two 2-D Gaussian clouds of n and m (default n) points, the second shifted and stretched:
+    the data of ``otsolve demo`` (one generator for both)."""
+    return demo_clouds(n, seed, m)
 
 
 def timed(fn, repeats=1):

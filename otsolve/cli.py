@@ -13,11 +13,12 @@ import numpy as np
 DISTANCE_METHODS = ("exact", "sinkhorn", "sliced")
 
 
-def demo_clouds(n: int, seed: int = 0):
-    """Two 2-D Gaussian clouds of n points: standard, and shifted by (2, 1) and stretched."""
+def demo_clouds(n: int, seed: int = 0, m: int | None = None):
+    """Two 2-D Gaussian clouds of n and m (default n) points: standard, and shifted by (2, 1) and
+    stretched (also the benchmarks' data)."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 2))
-    y = rng.normal(size=(n, 2)) * np.array([1.5, 0.5]) + np.array([2.0, 1.0])
+    y = rng.normal(size=(n if m is None else m, 2)) * np.array([1.5, 0.5]) + np.array([2.0, 1.0])
     return x, y
 
 
