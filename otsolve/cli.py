@@ -7,8 +7,11 @@ import math
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
+
+from ._result import ConvergenceWarning
 
 DISTANCE_METHODS = ("exact", "sinkhorn", "sliced")
 
@@ -51,15 +54,22 @@ def load_points(path: str, name: str) -> np.ndarray:
     """A point cloud (or weights) from ``.npy`` or from ``.csv`` / ``.txt`` (one point a row,
     comma- or whitespace-separated); ValueError naming ``name`` if it cannot be read."""
     if not os.path.isfile(path):
-        raise ValueError(f"{name}: no such file {path!r}")
+        raise ValueError(f"{name}: {path!r} is not a file" if os.path.exists(path) else
+                         f"{name}: no such file {path!r}")
     try:
-        if path.endswith(".npy"):
-            return np.load(path, allow_pickle=False)
-        with open(path) as fh:
-            first = fh.readline()
-        return np.loadtxt(path, delimiter="," if "," in first else None, ndmin=1)
-    except (OSError, ValueError, UnicodeDecodeError) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # numpy warns (not raises) on an empty text file
+            if path.endswith(".npy"):
+                arr = np.load(path, allow_pickle=False)
+            else:
+                with open(path) as fh:
+                    first = fh.readline()
+                arr = np.loadtxt(path, delimiter="," if "," in first else None, ndmin=1)
+    except (OSError, ValueError, UnicodeDecodeError, UserWarning) as err:
         raise ValueError(f"{name}: cannot read {path!r} as numbers ({str(err).splitlines()[0]})") from None
+    if arr.ndim == 0 or arr.size == 0:
+        raise ValueError(f"{name}: {path!r} holds no points (shape {arr.shape}); one point a row")
+    return arr
 
 
 def _load_weights(path, name, count):
@@ -329,7 +339,9 @@ def main(argv=None) -> int:
     """Run the command line; bad input ends with exit code 2 and one line naming it."""
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with warnings.catch_warnings():  # the status and message are printed with the result
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return args.run(args)
     except (ValueError, TypeError) as err:
         print(f"otsolve: error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2

@@ -68,7 +68,10 @@ def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean"
     if multiscale is None:
         multiscale = lazy is not False and not options and x.shape[0] * y.shape[0] > MULTISCALE_MIN_PAIRS
     if multiscale:
-        res = exact_multiscale(x, y, a, b, p=p, metric=metric, **options)
+        if options:
+            raise TypeError(f"wasserstein(..., multiscale=True) takes no solver options; got "
+                            f"{', '.join(sorted(options))} (use multiscale=False)")
+        res = exact_multiscale(x, y, a, b, p=p, metric=metric)
         return dataclasses.replace(res, value=max(res.value, 0.0) ** (1.0 / p))
     if lazy is None:
         lazy = x.shape[0] * y.shape[0] > DENSE_MAX_ENTRIES

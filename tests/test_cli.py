@@ -103,3 +103,13 @@ def test_bad_input_at_the_console_has_no_traceback(files):
                               timeout=600)
         assert done.returncode == 2 and "Traceback" not in done.stderr
         assert done.stderr.strip().startswith("otsolve: error:")
+
+
+def test_empty_and_scalar_files_name_the_argument(tmp_path, capsys):
+    (tmp_path / "empty.csv").write_text("")
+    np.save(tmp_path / "scalar.npy", np.array(3.0))
+    np.save(tmp_path / "y.npy", np.zeros((3, 1)))
+    for bad in ("empty.csv", "scalar.npy"):
+        code, _, err = run_cli(["distance", str(tmp_path / bad), str(tmp_path / "y.npy")], capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("otsolve: error: X:"), err

@@ -268,3 +268,47 @@ def test_extreme_coordinates_give_finite_answers_or_clear_errors(scale):
                 continue
             assert np.isfinite([res.value, res.value_linear, res.marginal_error]).all(), res
             assert np.isfinite(res.f).all() and np.isfinite(res.g).all()
+
+
+# ---------------------------------------------------------------- found in review
+def test_exact_ignores_absurd_warm_potentials_and_refuses_overflowing_spreads():
+    C = np.random.default_rng(0).random((5, 4))
+    cold = otsolve.exact(C)
+    for big in (1e10, 1e16, 1e20):
+        warm = otsolve.exact(C, warm_start=(np.array([big, 0, 0, 0, 0.0]), np.zeros(4)))
+        assert warm.status == Status.OPTIMAL and warm.value == pytest.approx(cold.value, rel=1e-12)
+    for C in ([[8e307, -8e307], [-8e307, 8e307]], [[1e308, -1e308], [-1e308, 1e308]]):
+        with pytest.raises(ValueError, match="spread"):
+            otsolve.exact(np.array(C))
+        with pytest.raises(ValueError, match="spread"):
+            otsolve.exact_batch(np.array([C]))
+
+
+def test_sinkhorn_optimal_only_when_the_returned_plan_meets_tol():
+    rng = np.random.default_rng(2)
+    C = rng.random((15, 12))
+    a, b = rng.random(15), rng.random(12)
+    a, b = a / a.sum(), b / b.sum()
+    for tol in (1e-15, 1e-14, 1e-13, 1e-12):
+        res = quiet(otsolve.sinkhorn, C, a, b, reg=0.005, tol=tol)
+        error = max(np.abs(res.plan.sum(1) - a).sum(), np.abs(res.plan.sum(0) - b).sum())
+        assert np.isfinite(res.value)
+        if res.success:
+            assert res.marginal_error <= tol and error <= 2 * tol
+
+
+def test_sinkhorn_tol_zero_runs_past_an_exact_fixed_point():
+    C = np.random.default_rng(0).random((6, 5))
+    for reg_m in (None, 1.0):
+        res = quiet(otsolve.sinkhorn, C, np.full(6, 1 / 6), np.full(5, 0.2), reg=0.1, tol=0, max_iter=300,
+                    reg_m=reg_m)
+        assert res.status == Status.MAX_ITER and res.n_iter == 300 and np.isfinite(res.value)
+
+
+def test_more_clear_errors():
+    with pytest.raises(ValueError, match="overflow|spread"):
+        otsolve.semidiscrete_sgd(lambda n, rng: rng.random(n) * 1e160, [0.25e160, 0.75e160], seed=0)
+    x, y = np.random.default_rng(0).normal(size=(2, 20, 2))
+    with pytest.raises(TypeError, match="multiscale=True") as err:
+        otsolve.wasserstein(x, y, multiscale=True, max_iter=1)
+    assert "exact_multiscale" not in str(err.value)

@@ -64,7 +64,8 @@ def _check_scale(reg, cost):
 
 def _check_options(reg, tol, max_iter, eps_scaling, reg_m):
     reg = check_positive(reg, "reg")
-    tol = check_positive(tol, "tol", allow_zero=True)  # 0: run exactly max_iter iterations
+    tol = check_positive(tol, "tol", allow_zero=True)
+    tol = tol or -math.inf  # 0: exactly max_iter iterations (no error is <= -inf; no floor stop)
     max_iter = check_count(max_iter, "max_iter")
     if not isinstance(eps_scaling, (bool, np.bool_)):
         raise TypeError(f"eps_scaling must be True or False; got {eps_scaling!r}")
@@ -134,6 +135,8 @@ class _Relaxation:
             return self.saved[1], self.saved[2]
         if self.cap <= 1.0 or self.since <= RELAX_SPAN:
             return None
+        if not self.history[-1 - RELAX_SPAN] > 0.0:  # an exact fixed point (tol = 0 runs on)
+            return None
         mu = (err / self.history[-1 - RELAX_SPAN]) ** (1.0 / RELAX_SPAN)
         w = self.omega
         if w - 1.0 < mu < 1.0:  # below the optimal factor (or plain): estimate theta, raise w
@@ -161,7 +164,7 @@ def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
     T_f, T_g = f.copy(), g.copy()
     schedule = _schedule(cost.scale, reg, eps_scaling)
     mass = float(a.sum())
-    relax, floor = _Relaxation(mass), _Floor(cost, reg, mass)
+    relax, floor = _Relaxation(mass), _Floor(cost, reg, mass, tol)
     n_iter, err, at = 0, math.inf, schedule[0]
     best = (math.inf, f, g)  # the pair of least error at the final reg (f, g are never mutated)
     accelerate, newton_at, wait = _newton.available(cost, reg_m, tol), math.inf, _newton.NEWTON_AFTER
@@ -215,11 +218,14 @@ class _Floor:
     M / reg ulps. The run stops when the best error has not improved by FLOOR_GAIN in FLOOR_SPAN
     iterations and is below FLOOR_ULPS such ulps times the mass."""
 
-    def __init__(self, cost, reg, mass):
+    def __init__(self, cost, reg, mass, tol):
         self.reg, self.mass, self.c_max = reg, mass, cost.max_abs
+        self.active = tol > -math.inf  # tol = 0 asks for exactly max_iter iterations
         self.best, self.since = math.inf, 0
 
     def reached(self, err, f, g):
+        if not self.active:
+            return False
         if err <= FLOOR_GAIN * self.best:
             self.best, self.since = err, 0
             return False
@@ -251,7 +257,7 @@ def _iterate_symmetric(cost, a, reg, tol, max_iter, eps_scaling):
     f, T = np.zeros(len(a)), np.zeros(len(a))
     schedule = _schedule(cost.scale, reg, eps_scaling)
     mass = float(a.sum())
-    floor = _Floor(cost, reg, mass)
+    floor = _Floor(cost, reg, mass, tol)
     n_iter, at = 0, schedule[0]
     for level, eps in enumerate(schedule):
         final = level == len(schedule) - 1
@@ -321,9 +327,13 @@ def _status(run, max_iter, err, tol, mass, reg, finite, stacklevel=4):
                    f"resolve reg={reg:.3g} for these costs; rescale them or raise reg")
         warnings.warn(message, ConvergenceWarning, stacklevel=stacklevel)
         return Status.NUMERICAL_ERROR, message
-    if run.converged:
+    if run.converged and err <= tol * mass:  # the rule holds for the plan returned, not only the iterates
         return Status.OPTIMAL, "converged"
-    if run.floor:
+    if run.converged:
+        message = (f"the iterates met tol but the returned plan's marginal error {err:.3g} is above "
+                   f"tol x mass = {tol * mass:.3g}: the float64 precision floor at reg={reg:.3g}; the plan "
+                   "is as accurate as float64 allows")
+    elif run.floor:
         message = (f"stopped after {run.n_iter} iterations at the float64 precision floor: the marginal "
                    f"error {err:.3g} stopped decreasing above tol (at reg={reg:.3g} the costs and "
                    "potentials leave no more digits); the plan is as accurate as float64 allows")

@@ -20,6 +20,9 @@ REDUCED_COST_TOL = 1e-12  # relative to |C_ij| + |f_i| + |g_j| of the reduced co
 CERTIFICATE_RTOL = 1e-9   # an optimal basis must have max_ij f_i + g_j - C_ij below this times the
                           # spread of the reduced costs, else its status is NUMERICAL_ERROR
 ARTIFICIAL_MARGIN = 1e-9  # warm start: slack of the artificial arcs, relative to the cost scale
+SPREAD_MAX = 1e300        # reduced costs above this are refused: potentials (path sums) could overflow
+WARM_MAX_SPREAD = 1e6     # warm potentials spanning more than this times the (reduced) cost spread
+                          # are ignored: optimal ones span at most the spread
 
 
 def exact(C, a=None, b=None, *, max_iter=None, warm_start=None) -> OTResult:
@@ -72,10 +75,13 @@ def exact(C, a=None, b=None, *, max_iter=None, warm_start=None) -> OTResult:
     C, a, b = check_problem(C, a, b)
     max_iter = _check_max_iter(max_iter)
     u, v = reduce_costs(C)
+    spread = float(C.max())
     warm = None
     if warm_start is not None:
         f, g = _check_warm_start(warm_start, C.shape)
         warm = _normalised(f - u, g - v, a, b)  # (f + s, g - s) is the same start
+        if max(np.ptp(warm[0]), np.ptp(warm[1])) > WARM_MAX_SPREAD * max(spread, np.finfo(float).tiny):
+            warm = None  # optimal potentials span at most the cost spread: these would only cost digits
     return _restore(_solve(C, C.shape, a, b, _identity_orders, max_iter, warm), u, v, a, b)
 
 
@@ -84,10 +90,15 @@ def reduce_costs(C):
     >= 0, with a zero in every row and column): the same optimal plans, and tolerances then
     scale with the spread of the costs, not with an offset (differences of nearby floats are
     exact, so no digit of C's differences is lost)."""
-    u = C.min(axis=1)
-    C -= u[:, None]
-    v = C.min(axis=0)
-    C -= v[None, :]
+    with np.errstate(over="ignore", invalid="ignore"):
+        u = C.min(axis=1)
+        C -= u[:, None]
+        v = C.min(axis=0)
+        C -= v[None, :]
+    spread = C.max()
+    if not spread <= SPREAD_MAX:  # (or NaN) path sums of potentials would overflow
+        raise ValueError(f"C's spread (largest minus smallest cost, after row and column minima) is "
+                         f"{spread:.3g}, too close to float64's largest number; rescale C")
     return u, v
 
 
@@ -274,11 +285,12 @@ def _result(src, a, b, rows, cols, parent, flow, f, g, status, pivots, max_iter)
     # the scale of the reduced costs: |f| + |g| bounds every C_ij on the tree
     scale = float(np.abs(f).max() + np.abs(g).max())
     message = "optimal"
-    if status == Status.OPTIMAL and violation > CERTIFICATE_RTOL * scale:
+    gap = abs(value - dual_value)
+    if status == Status.OPTIMAL and not max(violation, gap / a.sum()) <= CERTIFICATE_RTOL * scale:
         status = Status.NUMERICAL_ERROR
-        message = (f"the simplex stopped with max_ij f_i + g_j - C_ij = {violation:.3g} (relative "
-                   f"{violation / scale:.2g} > {CERTIFICATE_RTOL:g}): the plan is feasible, its "
-                   "optimality is not certified; rescale C")
+        message = (f"the simplex stopped with max_ij f_i + g_j - C_ij = {violation:.3g} and duality gap "
+                   f"{gap:.3g} (relative to the costs > {CERTIFICATE_RTOL:g}): the plan is feasible, "
+                   "its optimality is not certified; rescale C")
         warnings.warn(message, ConvergenceWarning, stacklevel=4)
     elif status != Status.OPTIMAL:
         message = (f"stopped after max_iter={max_iter} pivots before optimality: the plan is not optimal "

@@ -72,7 +72,9 @@ def semidiscrete_sgd(sample_source, y, b=None, *, reg=0.0, n_iter=None, max_iter
         ``g`` (m,), ``value`` the objective estimated on the evaluation samples, ``f`` the
         c-transform at those samples, ``value_linear`` the transport cost of the implied plan and
         ``marginal_error`` the L1 error of its cell masses, both estimated on the same samples;
-        ``plan`` is None.
+        ``dual_value`` = ``value`` (the semi-dual is a dual objective); ``plan`` is None and
+        ``duality_gap``, ``max_dual_violation`` are NaN: a sampled continuous source has no
+        certificate (the status rests on the stall rule and the cell masses, see ``tol``).
 
     Examples
     --------

@@ -332,7 +332,7 @@ def _run_asgd(prob, reg, lr, tol, budget, check_every, bar):
 
 
 def check_reg_range(reg, spread):
-    if max(reg, spread) > FLOAT_HEADROOM:
+    if not (reg <= FLOAT_HEADROOM and spread <= FLOAT_HEADROOM):  # (or NaN)
         raise ValueError(f"costs (spread {spread:.3g}) or reg={reg:.3g} within 1e8 of float64's largest "
                          "number: the potentials could overflow; rescale C and reg by one factor")
     if reg > REG_MAX * spread:
