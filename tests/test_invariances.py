@@ -312,3 +312,16 @@ def test_more_clear_errors():
     with pytest.raises(TypeError, match="multiscale=True") as err:
         otsolve.wasserstein(x, y, multiscale=True, max_iter=1)
     assert "exact_multiscale" not in str(err.value)
+
+
+@pytest.mark.parametrize("t", [1e6, 1e9, -1e9, 1e12])
+def test_semidual_large_offsets_keep_the_certificate(t):
+    """The review's case: at C + 1e9 the gap lost its digits to the offset and came out -1086."""
+    C, a, b = random_problem(12, 8, 6)
+    base = otsolve.semidual_sgd(C, a, b, reg=0.01, seed=0)
+    res = quiet(otsolve.semidual_sgd, C + t, a, b, reg=0.01, seed=0)
+    assert res.status == base.status and res.n_iter == base.n_iter
+    resolution = 1e3 * np.spacing(abs(t))  # C + t holds C to an ulp of t
+    assert res.value - t == pytest.approx(base.value, abs=resolution)
+    assert res.duality_gap == pytest.approx(base.duality_gap, abs=resolution)
+    assert res.duality_gap >= -resolution and res.value_linear - t == pytest.approx(base.value_linear, abs=resolution)

@@ -158,8 +158,14 @@ class _Problem:
         self.epoch = max(1, math.ceil(self.n / batch_size))
         self.rng = np.random.default_rng(seed)
         self.pending = np.empty(0, dtype=np.intp)  # drawn by sample_passes, not yet used
-        self.offset = float(C.min())
-        self.spread = float(C.max() - self.offset) or 1.0
+        lo, hi = float(C.min()), float(C.max())
+        # an offset larger than the spread is taken out of C (a copy already): values and the
+        # certified gap then keep the digits of the differences; results are shifted back
+        self.shift = lo if abs(lo) > hi - lo else 0.0
+        if self.shift:
+            C -= self.shift
+        self.offset = lo - self.shift  # min of the C solved on
+        self.spread = (hi - lo) or 1.0
         self.chunks = 4 * numba.get_num_threads()
         self.buf = np.empty((batch_size, self.m))
         self.threads = MeasuredThreads(batch_size * self.m)
@@ -375,12 +381,14 @@ def _result(prob, g, reg, steps, trace, stop, budget, return_plan):
     finite = math.isfinite(value) and bool(np.isfinite(g).all())
     gap = prob.bound[1][0] - value if stop == STALLED else None
     status, message = run_status(stop, finite, budget, gap, prob.denominator(value), prob.note)
-    res = _Result(value=value, value_linear=math.nan, plan=plan, f=f, g=g, status=status, n_iter=steps,
-                  marginal_error=float(np.abs(col - prob.b).sum()), dual_value=value, message=message,
-                  trace=np.asarray(trace, float))
+    shift = prob.shift * prob.mass  # back to the costs given (f absorbs the offset)
+    res = _Result(value=value + shift, value_linear=math.nan, plan=plan, f=f + prob.shift, g=g,
+                  status=status, n_iter=steps, marginal_error=float(np.abs(col - prob.b).sum()),
+                  dual_value=value + shift, message=message, trace=np.asarray(trace, float) + shift)
+    object.__setattr__(res, "_solved", (value, shift))  # the value on C - shift: the gap from it
     known, bound = prob.bound
     if same and known is not None and np.array_equal(known, g):  # certified at this g by the run
-        res._set_certificate(value, *bound)
+        res._set_certificate(*bound)
     else:  # copies: the caller may change res.f, res.g before reading the certificate
         f_, g_, col_ = f.copy(), g.copy(), col.copy()
         object.__setattr__(res, "_pending", lambda: prob.upper_bound(g_, reg, f_, col_))
@@ -398,11 +406,12 @@ class _Result(OTResult):
         if name in _Result.CERTIFICATE:
             pending = object.__getattribute__(self, "__dict__").get("_pending")
             if pending is not None:
-                self._set_certificate(self.value, *pending())
+                self._set_certificate(*pending())
         return object.__getattribute__(self, name)
 
-    def _set_certificate(self, value, upper, linear, worst, *_):
-        for name, v in zip(_Result.CERTIFICATE, (linear, max(worst, 0.0), upper - value)):
+    def _set_certificate(self, upper, linear, worst, *_):
+        value, shift = self.__dict__["_solved"]
+        for name, v in zip(_Result.CERTIFICATE, (linear + shift, max(worst, 0.0), upper - value)):
             object.__setattr__(self, name, v)
         self.__dict__.pop("_pending", None)
 
