@@ -96,6 +96,19 @@ def check_balanced(a: np.ndarray, b: np.ndarray, raw=()) -> np.ndarray:
     return b * (sa / sb)
 
 
+PRODUCT_RANGE = (1e-280, 1e280)  # entropic solvers weigh pairs by a_i b_j: outside this, the
+                                 # products (and the KL of the plan to a b^T) under- or overflow
+
+
+def check_entropic_masses(a: np.ndarray, b: np.ndarray) -> None:
+    """The products a_i b_j an entropic solver forms must be representable: ValueError if not."""
+    top = float(a.max()) * float(b.max())
+    if not PRODUCT_RANGE[0] <= top <= PRODUCT_RANGE[1]:
+        raise ValueError(f"the weights' scale (max a x max b = {top:.3g}) under- or overflows the "
+                         "products a_i b_j of entropic OT in float64; rescale a and b by one factor "
+                         "(the plan scales with them)")
+
+
 def check_problem(C, a, b, *, balanced: bool = True, copy: bool = True):
     """Validate a cost matrix with its two weight vectors: returns ``(C, a, b)``."""
     C = check_cost(C, copy=copy)

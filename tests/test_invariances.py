@@ -325,3 +325,17 @@ def test_semidual_large_offsets_keep_the_certificate(t):
     assert res.value - t == pytest.approx(base.value, abs=resolution)
     assert res.duality_gap == pytest.approx(base.duality_gap, abs=resolution)
     assert res.duality_gap >= -resolution and res.value_linear - t == pytest.approx(base.value_linear, abs=resolution)
+
+
+@pytest.mark.parametrize("mass", [1e-200, 1e150, 1e300])
+def test_entropic_solvers_refuse_masses_whose_products_leave_float64(mass):
+    """The review's cases: at mass 1e-200 the KL term vanished (value == value_linear, optimal),
+    at 1e300 values were inf or NaN."""
+    C, a, b = random_problem(13, 8, 6)
+    calls = (lambda: otsolve.sinkhorn(C, mass * a, mass * b, reg=0.1),
+             lambda: otsolve.semidual_sgd(C, mass * a, mass * b, reg=0.1, seed=0),
+             lambda: otsolve.sinkhorn_points(C[:, :2], C[:6, 2:4], mass * a, mass * b, reg=0.1))
+    for call in calls:
+        with pytest.raises(ValueError, match="rescale a and b"):
+            call()
+    assert otsolve.exact(C, mass * a, mass * b).value == pytest.approx(mass * lp_transport(C, a, b)[0], rel=1e-9)

@@ -12,8 +12,8 @@ from scipy.special import logsumexp
 from .._costs import cost_code, raise_overflow
 from .._result import ConvergenceWarning, OTResult, Status
 from .._threads import threads_for
-from .._validation import (check_balanced, check_count, check_point_clouds, check_positive,
-                           check_problem, check_weights)
+from .._validation import (check_balanced, check_count, check_entropic_masses, check_point_clouds,
+                           check_positive, check_problem, check_weights)
 from . import _newton
 from ._kernels import is_symmetric
 from ._problem import MatrixCost, PointCost
@@ -437,6 +437,7 @@ def sinkhorn(C, a=None, b=None, *, reg, tol=1e-9, max_iter=DEFAULT_MAX_ITER, eps
     """
     reg, tol, max_iter, eps_scaling, reg_m = _check_options(reg, tol, max_iter, eps_scaling, reg_m)
     C, a, b = check_problem(C, a, b, balanced=math.isinf(reg_m), copy=False)  # C is only read
+    check_entropic_masses(a, b)
     cost = MatrixCost(C, shift=math.isinf(reg_m))
     _check_scale(reg, cost)
     # OT(a, a) on a symmetric cost (the debiasing terms of a divergence): alternating updates
@@ -458,6 +459,7 @@ def _point_problem(x, y, a, b, p, metric, balanced):
     b = check_weights(b, y.shape[0], "b", dim_name=f"points in y, y.shape == {y.shape}")
     if balanced:
         b = check_balanced(a, b, raw)
+    check_entropic_masses(a, b)
     cost = PointCost(x, y, code, p, shift=balanced)
     if not math.isfinite(cost.scale):
         raise_overflow(metric, p)

@@ -9,7 +9,7 @@ import numpy as np
 
 from .._result import ConvergenceWarning, OTResult, Status
 from .._threads import MeasuredThreads
-from .._validation import check_choice, check_count, check_positive, check_problem
+from .._validation import check_choice, check_count, check_entropic_masses, check_positive, check_problem
 from . import _kernels
 
 METHODS = ("sag", "asgd")
@@ -129,6 +129,8 @@ def semidual_sgd(C, a=None, b=None, *, reg=0.0, method="sag", n_iter=None, max_i
     batch_size = check_count(batch_size, "batch_size")
     lr = None if lr is None else check_positive(lr, "lr")
     tol = check_positive(tol, "tol", allow_zero=True)
+    if reg > 0:
+        check_entropic_masses(a, b)
     prob = _Problem(C, a, b, batch_size, seed)
     check_reg_range(reg, prob.spread)
     if 0 < reg < REG_RESOLUTION * prob.spread:
