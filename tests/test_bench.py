@@ -98,8 +98,8 @@ def test_peak_memory_sees_a_large_allocation():
 
 
 def test_tiny_run_writes_report_json_and_plots(tmp_path):
-    res = bench.run(solvers=["otsolve.exact", "pot.emd"], problems=["gauss2d-sqeuclidean"], sizes=[20, 40],
-                    out=str(tmp_path), progress=False)
+    bench.run(solvers=["otsolve.exact", "pot.emd"], problems=["gauss2d-sqeuclidean"], sizes=[20, 40],
+              out=str(tmp_path), progress=False)
     for name in ("report.md", "results.json", "time_vs_size_clouds.png", "accuracy_vs_time.png"):
         assert (tmp_path / name).is_file(), name
     for png in tmp_path.glob("*.png"):

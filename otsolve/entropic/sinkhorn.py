@@ -233,8 +233,7 @@ class _Floor:
         return self.since >= FLOOR_SPAN and self.best <= self.level(f, g)
 
     def level(self, f, g):
-        magnitude = self.c_max + np.abs(f).max() + np.abs(g).max()
-        return FLOOR_ULPS * np.finfo(float).eps * magnitude / self.reg * self.mass
+        return _floor_level(self.c_max + np.abs(f).max() + np.abs(g).max(), self.reg, self.mass)
 
 
 def _damping(eps, reg_m):
@@ -322,7 +321,8 @@ def _evaluate(cost, a, b, f, g, reg, reg_m, want_plan):
 
 def _status(run, max_iter, err, tol, mass, reg, finite, stacklevel=4):
     """Status and message of a run; warns unless it converged."""
-    if not finite or (run.converged and err > SANITY * tol * mass + _floor_of(run, reg, mass)):
+    if not finite or (run.converged and err > SANITY * tol * mass
+                       + _floor_level(np.abs(run.f).max() + np.abs(run.g).max(), reg, mass)):
         message = (f"the evaluated plan has marginal error {err:.3g} (tol {tol:g}): float64 cannot "
                    f"resolve reg={reg:.3g} for these costs; rescale them or raise reg")
         warnings.warn(message, ConvergenceWarning, stacklevel=stacklevel)
@@ -346,8 +346,9 @@ def _status(run, max_iter, err, tol, mass, reg, finite, stacklevel=4):
     return Status.MAX_ITER, message
 
 
-def _floor_of(run, reg, mass):
-    return FLOOR_ULPS * np.finfo(float).eps * (np.abs(run.f).max() + np.abs(run.g).max()) / reg * mass
+def _floor_level(magnitude, reg, mass):
+    """FLOOR_ULPS ulps of potentials (and costs) of this magnitude in the exponents, times the mass."""
+    return FLOOR_ULPS * np.finfo(float).eps * magnitude / reg * mass
 
 
 def _result(cost, a, b, run, reg, reg_m, tol, max_iter, want_plan):

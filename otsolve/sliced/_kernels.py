@@ -3,7 +3,6 @@
 A sample is held sorted (``u``) with its cumulative weights normalised to end at exactly 1
 (``cu``); a batch keeps one sample a row, or one cumulative row shared by every row.
 """
-import numpy as np
 from numba import njit, prange
 
 
