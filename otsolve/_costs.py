@@ -89,6 +89,7 @@ def cost_matrix(x, y, *, p=2, metric="euclidean") -> np.ndarray:
     """
     x, y = check_point_clouds(x, y)
     code, p = cost_code(metric, p)
+    check_cost_range(x, y, code, p, metric)
     out = np.empty((x.shape[0], y.shape[0]))
     with threads_for(out.size):  # a minibatch's matrix: waking threads costs more than the work
         _cost_matrix(x, y, code, p, out)
@@ -97,9 +98,23 @@ def cost_matrix(x, y, *, p=2, metric="euclidean") -> np.ndarray:
     return out
 
 
-def raise_overflow(metric, p):
-    raise ValueError(f"the costs {metric}(x, y) ** {p:g} of these points overflow float64; rescale "
+def raise_overflow(metric, p, how="overflow"):
+    raise ValueError(f"the costs {metric}(x, y) ** {p:g} of these points {how} float64; rescale "
                      "x and y (the optimal plan does not change when both are scaled alike)")
+
+
+def check_cost_range(x, y, code, p, metric):
+    """ValueError unless the costs of two validated clouds are representable: their bound
+    (:func:`max_cost_bound`) overflows, or underflows below the smallest normal float although
+    the points differ (every cost would round to 0: a silent zero). Returns the bound."""
+    bound = max_cost_bound(x, y, code, p)
+    if not math.isfinite(bound):
+        raise_overflow(metric, p)
+    if bound < np.finfo(float).tiny:
+        both = np.concatenate([x, y])
+        if (both.max(axis=0) > both.min(axis=0)).any():  # not a single point: costs are not all 0
+            raise_overflow(metric, p, "underflow")
+    return bound
 
 
 def max_cost_bound(x, y, code, p):

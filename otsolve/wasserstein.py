@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ._costs import cost_matrix
+from ._costs import check_cost_range, cost_code, cost_matrix
 from ._validation import check_choice, check_point_clouds
 from .lp import exact, exact_multiscale, exact_points
 from .entropic import sinkhorn_points
@@ -63,6 +63,7 @@ def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean"
         res = sinkhorn_points(x, y, a, b, p=p, metric=metric, **options)
         return dataclasses.replace(res, value=max(res.value_linear, 0.0) ** (1.0 / p))
     x, y = check_point_clouds(x, y)
+    check_cost_range(x, y, *cost_code(metric, p), metric)  # every exact path: no silent 0 or inf
     if not (multiscale is None or isinstance(multiscale, bool)):
         raise TypeError(f"multiscale must be None, True or False; got {multiscale!r}")
     if multiscale is None:

@@ -339,3 +339,15 @@ def test_entropic_solvers_refuse_masses_whose_products_leave_float64(mass):
         with pytest.raises(ValueError, match="rescale a and b"):
             call()
     assert otsolve.exact(C, mass * a, mass * b).value == pytest.approx(mass * lp_transport(C, a, b)[0], rel=1e-9)
+
+
+def test_costs_that_underflow_get_a_clear_error_not_a_silent_zero():
+    """Review: W2 between points 1e-200 apart returned 0.0, optimal (the squares underflow)."""
+    x, y = [[1e-200]], [[3e-200]]
+    for call in (lambda: otsolve.wasserstein(x, y, p=2), lambda: otsolve.wasserstein(x, y, p=2, lazy=True),
+                 lambda: otsolve.wasserstein(x, y, p=2, multiscale=True), lambda: otsolve.cost_matrix(x, y),
+                 lambda: otsolve.sinkhorn_points(x, y, reg=1.0)):
+        with pytest.raises(ValueError, match="underflow float64"):
+            call()
+    assert otsolve.wasserstein(x, y, p=1).value == pytest.approx(2e-200, rel=1e-15)  # p = 1 is representable
+    assert otsolve.wasserstein([[1.0], [1.0]], [[1.0]], p=2).value == 0.0            # a true zero stays

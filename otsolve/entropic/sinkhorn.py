@@ -9,7 +9,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import logsumexp
 
-from .._costs import cost_code, raise_overflow
+from .._costs import check_cost_range, cost_code
 from .._result import ConvergenceWarning, OTResult, Status
 from .._threads import threads_for
 from .._validation import (check_balanced, check_count, check_entropic_masses, check_point_clouds,
@@ -461,10 +461,8 @@ def _point_problem(x, y, a, b, p, metric, balanced):
     if balanced:
         b = check_balanced(a, b, raw)
     check_entropic_masses(a, b)
-    cost = PointCost(x, y, code, p, shift=balanced)
-    if not math.isfinite(cost.scale):
-        raise_overflow(metric, p)
-    return cost, a, b
+    check_cost_range(x, y, code, p, metric)
+    return PointCost(x, y, code, p, shift=balanced), a, b
 
 
 def sinkhorn_points(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", tol=1e-9,

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import scipy.sparse
 
-from .._costs import cost_source, max_cost_bound, point_source, raise_overflow
+from .._costs import check_cost_range, cost_source, point_source
 from .._result import ConvergenceWarning, OTResult, Status
 from .._validation import (as_float_array, check_balanced, check_count, check_finite, check_problem,
                            check_weights)
@@ -123,8 +123,7 @@ def exact_points(x, y, a, b, *, p, metric, max_iter=None) -> OTResult:
     a = check_weights(a, n, "a", dim_name="points in x")
     b = check_balanced(a, check_weights(b, m, "b", dim_name="points in y"), raw)
     src = cost_source(x, y, metric, p)
-    if not math.isfinite(max_cost_bound(x, y, src[3], src[4])):
-        raise_overflow(metric, p)
+    check_cost_range(x, y, src[3], src[4], metric)
     axis = _principal_axis(np.concatenate([x, y]))
     orders = lambda rows, cols: (np.argsort(x[rows] @ axis), np.argsort(y[cols] @ axis))  # noqa: E731
     return _solve(src, (n, m), a, b, orders, _check_max_iter(max_iter))
