@@ -24,7 +24,9 @@ import scipy.sparse
 import otsolve
 from otsolve.lp import exact_points
 from otsolve.lp.multiscale import solve_multiscale
-from _report import clouds, table, timed
+from otsolve.bench.measure import timed
+from otsolve.bench.report import print_table as table
+from otsolve.cli import demo_clouds as clouds
 
 
 class PeakMemory:

@@ -28,7 +28,9 @@ import ot
 import scipy.stats
 
 import otsolve
-from _report import collection, table, timed
+from otsolve.bench.measure import timed
+from otsolve.bench.problems import cloud_collection as collection
+from otsolve.bench.report import print_table as table
 
 
 def pot_loop(clouds):

@@ -29,32 +29,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import ot  # noqa: E402
-from scipy.special import logsumexp  # noqa: E402
 
 import otsolve  # noqa: E402
-from _report import clouds, table, timed
+from otsolve.bench.measure import timed  # noqa: E402
+from otsolve.bench.problems import Problem  # noqa: E402
+from otsolve.bench.reference import entropic_reference, semidual_value  # noqa: E402
+from otsolve.bench.report import print_table as table  # noqa: E402
+from otsolve.cli import demo_clouds  # noqa: E402
 
 PLOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "semidual_error.png")
 TARGETS = (1e-2, 1e-3)
 BATCH = {"sag": 64, "asgd": 8}  # otsolve's default batch_size per method
 
 
-def scaled_cost(n, m, seed=0):
-    C = otsolve.cost_matrix(*clouds(n, m, seed))
-    return C / C.max()
-
-
-def semidual_value(C, a, b, reg, g):
-    """sum_i a_i g^{c,reg}(x_i) + b.g, independent of both libraries."""
-    with np.errstate(all="ignore"):
-        f = -reg * logsumexp(np.log(b)[None, :] + (g[None, :] - C) / reg, axis=1)
-    return float(a @ f + b @ g)
-
-
-def entropic_reference(C, a, b, reg):
-    P = ot.sinkhorn(a, b, C, reg, method="sinkhorn_log", stopThr=1e-11, numItermax=200000)
-    nz = P > 0
-    return float((P * C).sum() + reg * (P[nz] * np.log(P[nz] / np.outer(a, b)[nz])).sum())
+def scaled_problem(n, m, seed=0):
+    """The demo clouds with uniform weights and their cost matrix divided by its maximum."""
+    C = otsolve.cost_matrix(*demo_clouds(n, seed, m))
+    return Problem("clouds", "gauss2d-scaled", n, np.full(n, 1 / n), np.full(m, 1 / m), cost=C / C.max())
 
 
 def pot_run(C, a, b, reg, method, iters):
@@ -76,22 +67,11 @@ def ours_run(C, a, b, reg, method, steps):
     return ours_call(C, a, b, reg, method, steps).g
 
 
-def best_of(fn, repeats=3, long=1.0):
-    """Minimum time of up to ``repeats`` runs (one when a run takes over ``long`` seconds): the
-    machine is shared, and a load spike should not decide a row."""
-    t, out = timed(fn)
-    for _ in range(repeats - 1):
-        if t > long:
-            break
-        t = min(t, timed(fn)[0])
-    return t, out
-
-
-def curve(run, budgets, C, a, b, reg, ref):
+def curve(run, budgets, problem, reg, ref):
     points = []
     for k in budgets:
-        t, g = best_of(lambda: run(k))
-        value = semidual_value(C, a, b, reg, g)
+        t, g = timed(lambda: run(k), repeats=3, budget_s=1.0)  # the median: a load spike does not decide
+        value = semidual_value(problem, g, reg)
         err = abs(value - ref) / ref if np.isfinite(value) else np.inf
         points.append((t, err))
         if err < 1e-4:
@@ -118,8 +98,8 @@ def ratio(pot, ours):
 
 def bench_n1000(quick):
     n = m = 1000
-    C = scaled_cost(n, m)
-    a, b = np.full(n, 1 / n), np.full(m, 1 / m)
+    problem = scaled_problem(n, m)
+    C, a, b = problem.C, problem.a, problem.b
     t_compile, _ = timed(lambda: (ours_call(C, a, b, 1e-1, "sag", 2).duality_gap,
                                   ours_call(C, a, b, 1e-1, "asgd", 2).duality_gap))
     print(f"otsolve warm-up (Numba compilation or cache load): {t_compile:.1f} s")
@@ -130,16 +110,17 @@ def bench_n1000(quick):
     pot_budgets = [int(n * e) for e in grid]  # POT: one sample per iteration
     rows, default_rows, curves = [], [], {}
     for reg in (1e-2, 1e-1):
-        ref = entropic_reference(C, a, b, reg)
+        ref = entropic_reference(problem, reg).value
         for method in ("sag", "asgd"):
             our_budgets = [max(1, int(n * e / BATCH[method])) for e in grid]
-            ours = curve(lambda k: ours_run(C, a, b, reg, method, k), our_budgets, C, a, b, reg, ref)
-            pot = curve(lambda k: pot_run(C, a, b, reg, method, k), pot_budgets, C, a, b, reg, ref)
+            ours = curve(lambda k: ours_run(C, a, b, reg, method, k), our_budgets, problem, reg, ref)
+            pot = curve(lambda k: pot_run(C, a, b, reg, method, k), pot_budgets, problem, reg, ref)
             curves[(reg, method)] = ours, pot
             for target in TARGETS:
                 t_ours, t_pot = first_time(ours, target), first_time(pot, target)
                 rows.append((f"{reg:g}", method, f"{target:g}", fmt(t_pot), fmt(t_ours), ratio(t_pot, t_ours)))
-            t, res = best_of(lambda: _read_gap(otsolve.semidual_sgd(C, a, b, reg=reg, method=method, seed=0)))
+            t, res = timed(lambda: _read_gap(otsolve.semidual_sgd(C, a, b, reg=reg, method=method, seed=0)),
+                           repeats=3, budget_s=1.0)
             default_rows.append((f"{reg:g}", method, f"{t:.2f}", str(res.status), res.n_iter,
                                  f"{abs(res.value - ref) / ref:.1e}", f"{res.duality_gap / ref:.1e}"))
     table(f"time to a relative error of the semi-dual value, n = m = {n} (seconds; speed-up = POT / otsolve)",
@@ -175,14 +156,14 @@ def plot(curves):
 
 def bench_stability(quick):
     n, m, reg = (20000 if quick else 70000), 200, 1e-3
-    C = scaled_cost(n, m, seed=1)
-    a, b = np.full(n, 1 / n), np.full(m, 1 / m)
+    problem = scaled_problem(n, m, seed=1)
+    C, a, b = problem.C, problem.a, problem.b
     rows = []
     for method in ("sag", "asgd"):
         samples = 3 * n  # three passes for POT
         t, beta = timed(lambda: pot_run(C, a, b, reg, method, samples))
         finite = bool(np.isfinite(beta).all())
-        value = semidual_value(C, a, b, reg, beta) if finite else float("nan")
+        value = semidual_value(problem, beta, reg) if finite else float("nan")
         rows.append(("POT", method, f"{t:.1f}", f"{samples} samples", "finite" if finite else "NaN/inf in beta",
                      f"{value:.6g}", "-"))
         with warnings.catch_warnings():

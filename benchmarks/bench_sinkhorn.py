@@ -35,7 +35,9 @@ import otsolve
 from otsolve.entropic import _kernels
 from otsolve._threads import threads_for
 from otsolve.entropic._problem import NO_KERNEL, MatrixCost
-from _report import clouds, table, timed
+from otsolve.bench.measure import timed
+from otsolve.bench.report import print_table as table
+from otsolve.cli import demo_clouds as clouds
 
 TOL = 1e-6
 LOG_CAP = 8          # POT sinkhorn_log iterations timed at n >= 5000

@@ -75,6 +75,23 @@ class PeakMemory:
         return False
 
 
+def timings(fn, repeats=1, budget_s=math.inf):
+    """(seconds of each call, last output) of up to ``repeats`` calls of ``fn``, at least one;
+    no further call once the calls made took ``budget_s`` in all."""
+    times, out = [], None
+    while not times or (len(times) < repeats and sum(times) < budget_s):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return times, out
+
+
+def timed(fn, repeats=1, budget_s=math.inf):
+    """(median seconds of the calls of :func:`timings`, last output)."""
+    times, out = timings(fn, repeats, budget_s)
+    return statistics.median(times), out
+
+
 def _first_line(text, width=160):
     line = str(text).strip().splitlines()[0] if str(text).strip() else ""
     return line if len(line) <= width else line[:width - 3] + "..."
@@ -97,11 +114,7 @@ def measure(solver, problem, repeats, budget_s, first_of_solver=False):
                 solver.solve(problem)
                 first = time.perf_counter() - start
             count = max(1, min(repeats, int(budget_s / max(first, 1e-9))))
-            times = []
-            for _ in range(count):
-                start = time.perf_counter()
-                out = solver.solve(problem)
-                times.append(time.perf_counter() - start)
+            times, out = timings(lambda: solver.solve(problem), count)
             if first_of_solver:
                 with PeakMemory() as mem:
                     solver.solve(problem)

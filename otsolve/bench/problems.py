@@ -132,6 +132,15 @@ def point_clouds(kind, n, metric="sqeuclidean", seed=0) -> Problem:
     return Problem("clouds", name, n, _uniform(n), _uniform(n), x, y, metric, seed=seed)
 
 
+def cloud_collection(k, n, seed=0) -> list:
+    """k 2-D clouds of n points from three families in turn: round, stretched and shifted
+    Gaussians (the collections of the pairwise benchmark)."""
+    rng = np.random.default_rng(seed)
+    scale = np.array([[1.0, 1.0], [1.5, 0.5], [1.0, 1.0]])
+    shift = np.array([[0.0, 0.0], [0.0, 0.0], [2.0, 1.0]])
+    return [rng.normal(size=(n, 2)) * scale[t % 3] + shift[t % 3] for t in range(k)]
+
+
 # -- DOTmark-style grids (Schrieber, Schuhmacher, Gottschlich 2017) ------------------------------
 
 def _grf(rng, res, length):

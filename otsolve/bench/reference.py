@@ -122,11 +122,12 @@ def exact_reference(problem) -> Reference:
     return Reference(min(upper, res.value), lower, upper, False, "otsolve.exact, certificate failed")
 
 
-def entropic_reference(problem) -> Reference:
-    """otsolve's Sinkhorn at tol 1e-11, certified by the entropic lower bound computed here."""
+def entropic_reference(problem, reg=None) -> Reference:
+    """otsolve's Sinkhorn at tol 1e-11, certified by the entropic lower bound computed here;
+    at ``problem.reg`` unless ``reg`` is given."""
     from .. import sinkhorn, sinkhorn_points
 
-    reg = problem.reg
+    reg = problem.reg if reg is None else reg
     options = dict(reg=reg, tol=REFERENCE_TOL, max_iter=REFERENCE_MAX_ITER)
     import warnings
     with warnings.catch_warnings():

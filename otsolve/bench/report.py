@@ -121,6 +121,16 @@ def _run_row(r):
             f"**{r['flag']}**" if r["flag"] == "wrong" else r["flag"])
 
 
+def print_table(title, header, rows):
+    """Print ``rows`` under ``header`` as plain text, each column as wide as its widest cell (the
+    benchmark scripts' tables)."""
+    print(f"\n{title}")
+    widths = [max(len(str(h)), *(len(str(r[k])) for r in rows)) for k, h in enumerate(header)]
+    print("  ".join(str(h).rjust(w) for h, w in zip(header, widths)))
+    for r in rows:
+        print("  ".join(str(v).rjust(w) for v, w in zip(r, widths)), flush=True)
+
+
 def _table(header, rows):
     lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows]
