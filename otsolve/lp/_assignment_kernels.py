@@ -1,0 +1,177 @@
+"""Numba kernel of the linear assignment problem (square C, min sum_i C[i, col_of_row[i]]).
+
+An auction with epsilon scaling (Bertsekas 1988) first brings the column prices v near optimal
+(bids lower the price of the column a row takes), then every row not on a column of least
+reduced cost C_ij - v_j is released and rejoined by a shortest augmenting path (Jonker &
+Volgenant 1987: Dijkstra over reduced costs, prices of the settled columns updated), which keeps
+every assigned row on such a column. The end is exact whatever the auction reached: u_i =
+min_j C_ij - v_j and v are then dual feasible and tight on the assignment (to the rounding of
+one subtraction, which the caller's certificate measures). The auction alone would only be
+epsilon-optimal; the augmentations alone (SciPy's linear_sum_assignment) search far longer from
+poor prices on geometric costs.
+"""
+import numpy as np
+from numba import njit, prange
+
+EPS_START = 0.05     # first bid increment, relative to the largest (reduced) cost
+EPS_END = 1e-6       # last one: the rows released after it rejoin by short paths
+EPS_FACTOR = 5.0     # epsilon scaling: each phase divides it by this
+BIDS_PER_ROW = 64    # a phase making more bids than this times n is given up: its rows then
+                     # rejoin by augmenting paths (exact in any case; a bound on the work)
+
+
+@njit(cache=True, inline="always")
+def _two_smallest(C, i, v):
+    """(smallest, its column, second smallest, its column) of C[i, j] - v[j] over j."""
+    n = C.shape[0]
+    low, j_low = C[i, 0] - v[0], 0
+    sub, j_sub = np.inf, -1
+    for j in range(1, n):
+        h = C[i, j] - v[j]
+        if h < sub:
+            if h >= low:
+                sub, j_sub = h, j
+            else:
+                sub, j_sub = low, j_low
+                low, j_low = h, j
+    return low, j_low, sub, j_sub
+
+
+
+@njit(cache=True)
+def _augment(C, start, col_of_row, row_of_col, v, dist, pred, cols):
+    """Dijkstra from free row ``start`` over reduced costs C_ij - v_j - u_i to the nearest free
+    column, then prices of the settled columns and the assignments along the path."""
+    n = C.shape[0]
+    for j in range(n):
+        dist[j] = C[start, j] - v[j]
+        pred[j] = start
+        cols[j] = j
+    low, up = 0, 0  # cols[:low] settled, cols[low:up] at the current minimum distance, rest unseen
+    end = -1
+    last = 0
+    d_min = 0.0
+    while end < 0:
+        if up == low:  # collect every column at the next smallest distance
+            last = low
+            d_min = dist[cols[up]]
+            up += 1
+            for k in range(up, n):
+                j = cols[k]
+                h = dist[j]
+                if h <= d_min:
+                    if h < d_min:
+                        up = low
+                        d_min = h
+                    cols[k] = cols[up]
+                    cols[up] = j
+                    up += 1
+            for k in range(low, up):
+                if row_of_col[cols[k]] < 0:
+                    end = cols[k]
+                    break
+        if end >= 0:
+            break
+        j1 = cols[low]
+        low += 1
+        i = row_of_col[j1]
+        h = C[i, j1] - v[j1] - d_min
+        for k in range(up, n):
+            j = cols[k]
+            d = C[i, j] - v[j] - h
+            if d < dist[j]:
+                pred[j] = i
+                dist[j] = d
+                if d == d_min:
+                    if row_of_col[j] < 0:
+                        end = j
+                        break
+                    cols[k] = cols[up]
+                    cols[up] = j
+                    up += 1
+    for k in range(last):  # columns settled before the last distance level
+        j = cols[k]
+        v[j] += dist[j] - d_min
+    while True:
+        i = pred[end]
+        row_of_col[end] = i
+        end, col_of_row[i] = col_of_row[i], end
+        if i == start:
+            break
+
+
+@njit(cache=True)
+def _auction(C, eps_start, eps_end, col_of_row, row_of_col, v, stack):
+    """Phases of Gauss-Seidel bids from all rows free, epsilon divided by EPS_FACTOR from
+    eps_start to eps_end; v_j only falls. Stops early (rows left free) past the bid bound."""
+    n = C.shape[0]
+    eps = eps_start
+    while True:
+        col_of_row[:] = -1
+        row_of_col[:] = -1
+        for i in range(n):
+            stack[i] = n - 1 - i  # row 0 bids first
+        top = n
+        bids_left = BIDS_PER_ROW * n
+        while top > 0 and bids_left > 0:
+            bids_left -= 1
+            top -= 1
+            i = stack[top]
+            low, j1, sub, _ = _two_smallest(C, i, v)
+            v[j1] -= (sub - low) + eps  # row i now prefers j1 by eps over any other column
+            i0 = row_of_col[j1]
+            col_of_row[i], row_of_col[j1] = j1, i
+            if i0 >= 0:
+                col_of_row[i0] = -1
+                stack[top] = i0
+                top += 1
+        if top > 0 or eps <= eps_end:
+            return
+        eps = max(eps / EPS_FACTOR, eps_end)
+
+
+@njit(cache=True)
+def solve_assignment(C, col_of_row, u, v):
+    """Optimal assignment col_of_row of the square finite matrix C >= 0 (reduced: a zero in
+    every row and column) and duals u, v with u_i + v_j <= C_ij, tight on it. Returns the
+    number of augmenting paths."""
+    n = C.shape[0]
+    row_of_col = np.full(n, -1, np.int64)
+    col_of_row[:] = -1
+    v[:] = 0.0  # feasible for reduced costs: u = 0
+    free = np.empty(n, np.int64)
+    spread = 0.0
+    for i in range(n):
+        for j in range(n):
+            spread = max(spread, C[i, j])
+    if spread > 0.0 and n > 1:
+        _auction(C, EPS_START * spread, EPS_END * spread, col_of_row, row_of_col, v, free)
+    n_free = 0
+    for i in range(n):  # keep the rows on a column of least reduced cost, release the others
+        j = col_of_row[i]
+        if j >= 0:
+            low = np.inf
+            for k in range(n):
+                low = min(low, C[i, k] - v[k])
+            if C[i, j] - v[j] <= low:
+                continue
+            row_of_col[j] = -1
+            col_of_row[i] = -1
+        free[n_free] = i
+        n_free += 1
+    dist, pred, cols = np.empty(n), np.empty(n, np.int64), np.empty(n, np.int64)
+    for f in range(n_free):
+        _augment(C, free[f], col_of_row, row_of_col, v, dist, pred, cols)
+    for i in range(n):  # the tightest row duals for these prices
+        low = np.inf
+        for j in range(n):
+            low = min(low, C[i, j] - v[j])
+        u[i] = low
+    return n_free
+
+
+@njit(cache=True, parallel=True)
+def solve_assignment_batch(Cs, cols, us, vs, searches):
+    """Independent problems Cs[k] in parallel, one per thread at a time."""
+    for k in prange(Cs.shape[0]):
+        searches[k] = solve_assignment(Cs[k], cols[k], us[k], vs[k])
