@@ -3,6 +3,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._costs import pair_cost
+from ..lp._assignment_kernels import DUAL_RANGE_MAX, solve_assignment
 from ..lp._kernels import solve
 
 OPTIMAL, NUMERICAL_ERROR = 0, 4
@@ -31,16 +32,45 @@ def _reduced_costs(x, y, code, p):
 
 
 @njit(cache=True, inline="always")
+def _certified(C, a, b, f, g, value, certificate_rtol):
+    """otsolve.exact's certificate: max_ij f_i + g_j - C_ij and the duality gap within
+    certificate_rtol of max|f| + max|g| (after the a.f == b.g normalisation)."""
+    shift = (b @ g - a @ f) / (a.sum() + b.sum())
+    violation, scale = 0.0, np.abs(f + shift).max() + np.abs(g - shift).max()
+    for r in range(C.shape[0]):
+        for c in range(C.shape[1]):
+            violation = max(violation, f[r] + g[c] - C[r, c])
+    gap = abs(value - a @ f - b @ g) / a.sum()
+    return max(violation, gap) <= certificate_rtol * scale, scale
+
+
+@njit(cache=True, inline="always")
+def _uniform(w):
+    return (w == w[0]).all()
+
+
+@njit(cache=True, inline="always")
 def _exact_pair(points, weights, lo_i, hi_i, lo_j, hi_j, code, p, tol, certificate_rtol, max_iter):
-    """(<C, P*>, status, pivots) of one pair as otsolve.exact solves it: the same reduced dense
-    costs, marginals (unit mass, b rescaled to the mass of a), pricing block and certificate
-    (an optimal basis whose duals violate f_i + g_j <= C_ij beyond certificate_rtol times
-    max|f| + max|g| is NUMERICAL_ERROR), from the north-west corner in the order of the points."""
+    """(<C, P*>, status, pivots or augmenting paths) of one pair as otsolve.exact solves it: the
+    same reduced dense costs, marginals (unit mass, b rescaled to the mass of a), assignment path
+    (uniform weights, n = m, no max_iter; trusted as otsolve.exact trusts it), else pricing block
+    and certificate (an optimal basis that fails it is NUMERICAL_ERROR), from the north-west
+    corner in the order of the points."""
     n, m = hi_i - lo_i, hi_j - lo_j
     C, u, v = _reduced_costs(points[lo_i:hi_i], points[lo_j:hi_j], code, p)
     a = weights[lo_i:hi_i] / weights[lo_i:hi_i].sum()  # unit mass, as otsolve.pairwise documents
     b = weights[lo_j:hi_j] / weights[lo_j:hi_j].sum()
     b *= a.sum() / b.sum()  # as otsolve's check_balanced: equal masses to the last bit
+    if n == m and max_iter < 0 and _uniform(a) and _uniform(b):
+        col, f, g = np.empty(n, np.int64), np.empty(n), np.empty(n)
+        searches = solve_assignment(C, col, f, g)
+        value, top = 0.0, 0.0
+        for r in range(n):
+            value += a[0] * C[r, col[r]]
+            top = max(top, C[r, col[r]])
+        certified, scale = _certified(C, a, b, f, g, value, certificate_rtol)
+        if certified and scale <= DUAL_RANGE_MAX * top:
+            return value + a @ u + b @ v, OPTIMAL, searches
     block_rows = max(1, int(np.round(np.sqrt(n * m) / m)))  # as otsolve.lp: about sqrt(n m) arcs
     parent, flow, pi = np.empty(n + m, np.int64), np.empty(n + m), np.empty(n + m)
     status, pivots = solve(C, a, b, np.arange(n), np.arange(m), np.empty(0), block_rows, tol, max_iter,
@@ -50,15 +80,8 @@ def _exact_pair(points, weights, lo_i, hi_i, lo_j, hi_j, code, p, tol, certifica
         up = parent[w]
         if up >= 0 and flow[w] > 0.0:
             value += flow[w] * (C[w, up - n] if w < n else C[up, w - n])
-    if status == OPTIMAL:
-        f, g = pi[:n], pi[n:]
-        shift = (b @ g - a @ f) / (a.sum() + b.sum())  # a.f == b.g, as otsolve.exact normalises
-        violation, scale = 0.0, np.abs(f + shift).max() + np.abs(g - shift).max()
-        for r in range(n):
-            for c in range(m):
-                violation = max(violation, f[r] + g[c] - C[r, c])
-        if violation > certificate_rtol * scale:
-            status = NUMERICAL_ERROR
+    if status == OPTIMAL and not _certified(C, a, b, pi[:n], pi[n:], value, certificate_rtol)[0]:
+        status = NUMERICAL_ERROR
     return value + a @ u + b @ v, status, pivots
 
 

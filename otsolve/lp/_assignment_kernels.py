@@ -16,6 +16,10 @@ from numba import njit, prange
 EPS_START = 0.05     # first bid increment, relative to the largest (reduced) cost
 EPS_END = 1e-6       # last one: the rows released after it rejoin by short paths
 EPS_FACTOR = 5.0     # epsilon scaling: each phase divides it by this
+DUAL_RANGE_MAX = 1e4  # duals spanning more than this times the largest assigned (reduced) cost
+                     # are not trusted: the auction's prices may have jumped over huge costs (1e32
+                     # next to 1) and lost the digits of the small ones, which a certificate relative
+                     # to the duals cannot see; the caller then solves by the simplex
 BIDS_PER_ROW = 64    # a phase making more bids than this times n is given up: its rows then
                      # rejoin by augmenting paths (exact in any case; a bound on the work)
 

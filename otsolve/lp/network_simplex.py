@@ -20,10 +20,6 @@ REDUCED_COST_TOL = 1e-12  # relative to |C_ij| + |f_i| + |g_j| of the reduced co
 CERTIFICATE_RTOL = 1e-9   # an optimal basis must have max_ij f_i + g_j - C_ij below this times the
                           # spread of the reduced costs, else its status is NUMERICAL_ERROR
 ARTIFICIAL_MARGIN = 1e-9  # warm start: slack of the artificial arcs, relative to the cost scale
-ASSIGNMENT_DUAL_RANGE = 1e4  # assignment duals spanning more than this times the largest assigned
-                             # (reduced) cost are refused: the auction's prices may have jumped over
-                             # huge costs (1e32 next to 1) and lost the digits of the small ones; the
-                             # certificate, relative to the duals, could not see it
 SPREAD_MAX = 1e300        # reduced costs above this are refused: potentials (path sums) could overflow
 WARM_MAX_SPREAD = 1e6     # warm potentials spanning more than this times the (reduced) cost spread
                           # are ignored: optimal ones span at most the spread
@@ -113,7 +109,7 @@ def _assignment_result(C, a, b, col, f, g, searches):
     n = len(a)
     res = _certified(C, a, b, np.arange(n), col, np.full(n, a[0]), f, g, Status.OPTIMAL, searches, -1, quiet=True)
     dual_range = np.abs(res.f).max() + np.abs(res.g).max()
-    if res.status != Status.OPTIMAL or not dual_range <= ASSIGNMENT_DUAL_RANGE * C[np.arange(n), col].max():
+    if res.status != Status.OPTIMAL or not dual_range <= _assignment_kernels.DUAL_RANGE_MAX * C[np.arange(n), col].max():
         return None
     return res
 
