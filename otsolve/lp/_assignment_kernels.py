@@ -16,10 +16,10 @@ from numba import njit, prange
 EPS_START = 0.05     # first bid increment, relative to the largest (reduced) cost
 EPS_END = 1e-6       # last one: the rows released after it rejoin by short paths
 EPS_FACTOR = 5.0     # epsilon scaling: each phase divides it by this
-DUAL_RANGE_MAX = 1e4  # duals spanning more than this times the largest assigned (reduced) cost
-                     # are not trusted: the auction's prices may have jumped over huge costs (1e32
-                     # next to 1) and lost the digits of the small ones, which a certificate relative
-                     # to the duals cannot see; the caller then solves by the simplex
+DUAL_RANGE_MAX = 1e4  # duals spanning more than this times the scale of the cheap costs (see
+                     # duals_in_range) are not trusted: the auction's prices may have jumped over
+                     # huge costs (1e32 next to 1) and lost the digits of the small ones, which a
+                     # certificate relative to the duals cannot see; the caller then uses the simplex
 BIDS_PER_ROW = 64    # a phase making more bids than this times n is given up: its rows then
                      # rejoin by augmenting paths (exact in any case; a bound on the work)
 
@@ -150,6 +150,13 @@ def solve_assignment(C, col_of_row, u, v):
             spread = max(spread, C[i, j])
     if spread > 0.0 and n > 1:
         _auction(C, EPS_START * spread, EPS_END * spread, col_of_row, row_of_col, v, free)
+    for i in range(n):  # the last bid left each row eps above its best: raise its column's price
+        j = col_of_row[i]
+        if j >= 0:
+            low = np.inf
+            for k in range(n):
+                low = min(low, C[i, k] - v[k])
+            v[j] = C[i, j] - low
     n_free = 0
     for i in range(n):  # keep the rows on a column of least reduced cost, release the others
         j = col_of_row[i]
@@ -166,12 +173,32 @@ def solve_assignment(C, col_of_row, u, v):
     dist, pred, cols = np.empty(n), np.empty(n, np.int64), np.empty(n, np.int64)
     for f in range(n_free):
         _augment(C, free[f], col_of_row, row_of_col, v, dist, pred, cols)
+    zero_cost = True
+    for i in range(n):
+        zero_cost = zero_cost and C[i, col_of_row[i]] == 0.0
+    if zero_cost:  # optimal for C >= 0, with the exact duals u = v = 0 whatever the prices
+        u[:] = 0.0
+        v[:] = 0.0
+        return n_free
     for i in range(n):  # the tightest row duals for these prices
         low = np.inf
         for j in range(n):
             low = min(low, C[i, j] - v[j])
         u[i] = low
     return n_free
+
+
+@njit(cache=True)
+def duals_in_range(C, col_of_row, u, v):
+    """Whether max|u| + max|v| (as computed: the prices whose digits the comparisons used) is
+    within DUAL_RANGE_MAX times the scale of the cheap costs, the largest assigned cost or
+    second smallest cost of a row."""
+    n = C.shape[0]
+    scale = 0.0
+    for i in range(n):
+        low, _, sub, _ = _two_smallest(C, i, np.zeros(n)) if n > 1 else (0.0, 0, 0.0, 0)
+        scale = max(scale, C[i, col_of_row[i]], sub)
+    return np.abs(u).max() + np.abs(v).max() <= DUAL_RANGE_MAX * scale
 
 
 @njit(cache=True, parallel=True)

@@ -31,7 +31,12 @@ def exact(C, a=None, b=None, *, max_iter=None, warm_start=None) -> OTResult:
     .. math::
         \min_{P \ge 0} \langle C, P \rangle \quad \text{s.t.} \quad P 1 = a, \; P^T 1 = b
 
-    by a network simplex (block-search pricing, strongly feasible trees) written in Numba.
+    by a network simplex (block-search pricing, strongly feasible trees) written in Numba. With
+    uniform weights (all entries of ``a`` equal, and of ``b``) on as many rows as columns, an
+    optimal plan is a permutation (Birkhoff), found instead by an assignment solver (auction with
+    epsilon scaling, finished by shortest augmenting paths, Jonker & Volgenant 1987) when
+    ``max_iter`` and ``warm_start`` are not given; its result carries the same certificate, and
+    the simplex solves the problem whenever that certificate fails.
 
     Parameters
     ----------
@@ -41,7 +46,8 @@ def exact(C, a=None, b=None, *, max_iter=None, warm_start=None) -> OTResult:
         Non-negative weights of equal total mass (uniform when omitted). Zero weights are allowed;
         a mismatch of masses up to 1e-9 relative is corrected by rescaling ``b``.
     max_iter : int, optional
-        Maximum number of pivots. By default the solver runs to optimality.
+        Maximum number of pivots (the simplex is then used). By default the solver runs to
+        optimality.
     warm_start : tuple (f, g) of arrays, optional
         Potentials from an earlier or approximate solve (e.g. Sinkhorn). The simplex then starts
         from a tree of artificial arcs priced so that its potentials are (f, g) (shifted), and
@@ -53,7 +59,8 @@ def exact(C, a=None, b=None, *, max_iter=None, warm_start=None) -> OTResult:
     OTResult
         ``plan`` is a ``scipy.sparse.csr_array`` with at most ``n + m - 1`` non-zeros, ``f`` and
         ``g`` are optimal potentials (``f_i + g_j <= C_ij``, normalised so that ``a.f == b.g``),
-        ``duality_gap`` and ``max_dual_violation`` form the optimality certificate.
+        ``duality_gap`` and ``max_dual_violation`` form the optimality certificate. ``n_iter``
+        counts pivots, or augmenting paths on the assignment path.
 
     Raises
     ------
@@ -63,7 +70,9 @@ def exact(C, a=None, b=None, *, max_iter=None, warm_start=None) -> OTResult:
     References
     ----------
     Ahuja, Magnanti, Orlin (1993), Network Flows, ch. 11. Bonneel, van de Panne, Paris, Heidrich
-    (2011), Displacement interpolation using Lagrangian mass transport.
+    (2011), Displacement interpolation using Lagrangian mass transport. Bertsekas (1988), The
+    auction algorithm. Jonker, Volgenant (1987), A shortest augmenting path algorithm for dense
+    and sparse linear assignment problems.
 
     Examples
     --------
@@ -107,11 +116,10 @@ def _assignment_result(C, a, b, col, f, g, searches):
     """OTResult of the permutation col, mass a[0] on each of its cells, with the assignment's
     duals (f_i + g_j <= C_ij, tight on col: OT duals as they are), or None if uncertified."""
     n = len(a)
-    res = _certified(C, a, b, np.arange(n), col, np.full(n, a[0]), f, g, Status.OPTIMAL, searches, -1, quiet=True)
-    dual_range = np.abs(res.f).max() + np.abs(res.g).max()
-    if res.status != Status.OPTIMAL or not dual_range <= _assignment_kernels.DUAL_RANGE_MAX * C[np.arange(n), col].max():
+    if not _assignment_kernels.duals_in_range(C, col, f, g):
         return None
-    return res
+    res = _certified(C, a, b, np.arange(n), col, np.full(n, a[0]), f, g, Status.OPTIMAL, searches, -1, quiet=True)
+    return res if res.status == Status.OPTIMAL else None
 
 
 def reduce_costs(C):
