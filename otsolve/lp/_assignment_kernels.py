@@ -26,19 +26,34 @@ BIDS_PER_ROW = 64    # a phase making more bids than this times n is given up: i
 
 @njit(cache=True, inline="always")
 def _two_smallest(C, i, v):
-    """(smallest, its column, second smallest, its column) of C[i, j] - v[j] over j."""
+    """(smallest, its column, second smallest) of C[i, j] - v[j] over j. Selects, not branches
+    (on clouds sorted along an axis a row's costs fall steadily to its best column and branches
+    on each new minimum were mispredicted), in four interleaved runs merged at the end, so that
+    the selects do not wait on one another."""
     n = C.shape[0]
-    low, j_low = C[i, 0] - v[0], 0
-    sub, j_sub = np.inf, -1
-    for j in range(1, n):
-        h = C[i, j] - v[j]
-        if h < sub:
-            if h >= low:
-                sub, j_sub = h, j
-            else:
-                sub, j_sub = low, j_low
-                low, j_low = h, j
-    return low, j_low, sub, j_sub
+    inf = np.inf
+    low0 = low1 = low2 = low3 = inf
+    sub0 = sub1 = sub2 = sub3 = inf
+    arg0 = arg1 = arg2 = arg3 = 0
+    row = C[i]
+    for j in range(0, n - 3, 4):
+        h0, h1, h2, h3 = row[j] - v[j], row[j + 1] - v[j + 1], row[j + 2] - v[j + 2], row[j + 3] - v[j + 3]
+        sub0, sub1 = min(sub0, max(h0, low0)), min(sub1, max(h1, low1))
+        sub2, sub3 = min(sub2, max(h2, low2)), min(sub3, max(h3, low3))
+        arg0, arg1 = (j if h0 < low0 else arg0), (j + 1 if h1 < low1 else arg1)
+        arg2, arg3 = (j + 2 if h2 < low2 else arg2), (j + 3 if h3 < low3 else arg3)
+        low0, low1, low2, low3 = min(low0, h0), min(low1, h1), min(low2, h2), min(low3, h3)
+    for j in range(n - n % 4, n):
+        h = row[j] - v[j]
+        sub0 = min(sub0, max(h, low0))
+        arg0 = j if h < low0 else arg0
+        low0 = min(low0, h)
+    low, arg, sub = low0, arg0, sub0
+    for other_low, other_arg, other_sub in ((low1, arg1, sub1), (low2, arg2, sub2), (low3, arg3, sub3)):
+        sub = min(min(sub, other_sub), max(low, other_low))
+        arg = other_arg if other_low < low or (other_low == low and other_arg < arg) else arg
+        low = min(low, other_low)
+    return low, arg, sub
 
 
 
@@ -121,7 +136,7 @@ def _auction(C, eps_start, eps_end, col_of_row, row_of_col, v, stack):
             bids_left -= 1
             top -= 1
             i = stack[top]
-            low, j1, sub, _ = _two_smallest(C, i, v)
+            low, j1, sub = _two_smallest(C, i, v)
             v[j1] -= (sub - low) + eps  # row i now prefers j1 by eps over any other column
             i0 = row_of_col[j1]
             col_of_row[i], row_of_col[j1] = j1, i
@@ -196,7 +211,7 @@ def duals_in_range(C, col_of_row, u, v):
     n = C.shape[0]
     scale = 0.0
     for i in range(n):
-        low, _, sub, _ = _two_smallest(C, i, np.zeros(n)) if n > 1 else (0.0, 0, 0.0, 0)
+        sub = _two_smallest(C, i, np.zeros(n))[2] if n > 1 else 0.0
         scale = max(scale, C[i, col_of_row[i]], sub)
     return np.abs(u).max() + np.abs(v).max() <= DUAL_RANGE_MAX * scale
 
