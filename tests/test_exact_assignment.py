@@ -6,7 +6,7 @@ import scipy.optimize
 
 import otsolve
 from oracles import lp_transport
-from otsolve.lp import network_simplex
+from otsolve.lp import _assignment_kernels, network_simplex
 from test_exact import VALUE_RTOL, assert_certified
 
 
@@ -116,6 +116,8 @@ def test_non_uniform_or_rectangular_problems_are_not_assignments():
     assert network_simplex.is_assignment(a, a)
     assert not network_simplex.is_assignment(a, np.full(5, 0.2))
     assert not network_simplex.is_assignment(a, np.array([0.25, 0.25, 0.3, 0.2]))
+    big = np.full(_assignment_kernels.MAX_SIZE + 1, 1.0)  # the simplex is faster there
+    assert not network_simplex.is_assignment(big, big)
 
 
 def test_pairwise_on_equal_uniform_clouds_equals_the_loop():

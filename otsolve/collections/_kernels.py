@@ -3,7 +3,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._costs import point_costs
-from ..lp._assignment_kernels import duals_in_range, solve_assignment
+from ..lp._assignment_kernels import MAX_SIZE as ASSIGNMENT_MAX_SIZE, duals_in_range, solve_assignment
 from ..lp._kernels import solve
 
 OPTIMAL, NUMERICAL_ERROR = 0, 4
@@ -62,7 +62,7 @@ def _exact_pair(points, weights, lo_i, hi_i, lo_j, hi_j, code, p, tol, certifica
     a = weights[lo_i:hi_i] / weights[lo_i:hi_i].sum()  # unit mass, as otsolve.pairwise documents
     b = weights[lo_j:hi_j] / weights[lo_j:hi_j].sum()
     b *= a.sum() / b.sum()  # as otsolve's check_balanced: equal masses to the last bit
-    if n == m and max_iter < 0 and _uniform(a) and _uniform(b):
+    if n == m <= ASSIGNMENT_MAX_SIZE and max_iter < 0 and _uniform(a) and _uniform(b):  # as is_assignment
         col, f, g = np.empty(n, np.int64), np.empty(n), np.empty(n)
         searches = solve_assignment(C, col, f, g)
         value = 0.0

@@ -32,7 +32,8 @@ def exact(C, a=None, b=None, *, max_iter=None, warm_start=None) -> OTResult:
         \min_{P \ge 0} \langle C, P \rangle \quad \text{s.t.} \quad P 1 = a, \; P^T 1 = b
 
     by a network simplex (block-search pricing, strongly feasible trees) written in Numba. With
-    uniform weights (all entries of ``a`` equal, and of ``b``) on as many rows as columns, an
+    uniform weights (all entries of ``a`` equal, and of ``b``) on as many rows as columns (at
+    most 1000), an
     optimal plan is a permutation (Birkhoff), found instead by an assignment solver (auction with
     epsilon scaling, finished by shortest augmenting paths, Jonker & Volgenant 1987) when
     ``max_iter`` and ``warm_start`` are not given; its result carries the same certificate, and
@@ -98,9 +99,11 @@ def exact(C, a=None, b=None, *, max_iter=None, warm_start=None) -> OTResult:
 
 
 def is_assignment(a, b):
-    """Uniform weights (all entries equal) on as many rows as columns: then an optimal plan is a
-    permutation of mass a[0] (Birkhoff), found by the assignment solver."""
-    return len(a) == len(b) and (a == a[0]).all() and (b == b[0]).all()
+    """Uniform weights (all entries equal) on as many rows as columns, up to the assignment
+    solver's MAX_SIZE: an optimal plan is then a permutation of mass a[0] (Birkhoff), which that
+    solver finds faster than the simplex."""
+    return (len(a) == len(b) <= _assignment_kernels.MAX_SIZE and (a == a[0]).all()
+            and (b == b[0]).all())
 
 
 def _assignment(C, a, b):
