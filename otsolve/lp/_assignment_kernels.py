@@ -59,7 +59,6 @@ def _two_smallest(C, i, v):
     return low, arg, sub
 
 
-
 @njit(cache=True)
 def _augment(C, start, col_of_row, row_of_col, v, dist, pred, cols):
     """Dijkstra from free row ``start`` over reduced costs C_ij - v_j - u_i to the nearest free
@@ -212,9 +211,9 @@ def duals_in_range(C, col_of_row, u, v):
     within DUAL_RANGE_MAX times the scale of the cheap costs, the largest assigned cost or
     second smallest cost of a row."""
     n = C.shape[0]
-    scale = 0.0
+    scale, zeros = 0.0, np.zeros(n)
     for i in range(n):
-        sub = _two_smallest(C, i, np.zeros(n))[2] if n > 1 else 0.0
+        sub = _two_smallest(C, i, zeros)[2] if n > 1 else 0.0
         scale = max(scale, C[i, col_of_row[i]], sub)
     return np.abs(u).max() + np.abs(v).max() <= DUAL_RANGE_MAX * scale
 

@@ -33,9 +33,8 @@ def exact(C, a=None, b=None, *, max_iter=None, warm_start=None) -> OTResult:
 
     by a network simplex (block-search pricing, strongly feasible trees) written in Numba. With
     uniform weights (all entries of ``a`` equal, and of ``b``) on as many rows as columns (at
-    most 1000), an
-    optimal plan is a permutation (Birkhoff), found instead by an assignment solver (auction with
-    epsilon scaling, finished by shortest augmenting paths, Jonker & Volgenant 1987) when
+    most 1000), an optimal plan is a permutation (Birkhoff), found instead by an assignment
+    solver (auction with epsilon scaling, finished by shortest augmenting paths) when
     ``max_iter`` and ``warm_start`` are not given; its result carries the same certificate, and
     the simplex solves the problem whenever that certificate fails.
 
