@@ -1,6 +1,6 @@
 """Exact OT: otsolve vs POT's C++ network simplex (ot.emd) vs SciPy's HiGHS, same data, one process.
 
-    python benchmarks/bench_exact.py            # dense 500..5000, lazy 10k/20k, warm starts, batch
+    python benchmarks/bench_exact.py            # one pair 100..1000, dense 500..5000, lazy, warm starts, batch
     python benchmarks/bench_exact.py --large    # adds dense 10000 and lazy 50000
     python benchmarks/bench_exact.py --quick    # small sizes, a smoke run
     python benchmarks/bench_exact.py --multiscale [--large]   # only the multiscale clouds and grids
@@ -76,9 +76,41 @@ def bench_dense(sizes, highs_max):
         rows.append((n, f"{t_ours:.3f}", f"{t_pot:.3f}", f"{t_highs:.3f}", f"{t_ours / t_pot:.2f}",
                      f"{res.value - pot_value:.1e}", f"{res.value - highs_value:.1e}", res.n_iter,
                      f"{res.duality_gap:.0e}", f"{res.max_dual_violation:.0e}"))
-    table("dense exact OT (seconds; ratio = otsolve / POT)",
-          ["n", "otsolve", "POT emd", "HiGHS", "ratio", "value-POT", "value-HiGHS", "pivots", "gap",
+    table("dense exact OT, uniform weights (the assignment path; seconds; ratio = otsolve / POT)",
+          ["n", "otsolve", "POT emd", "HiGHS", "ratio", "value-POT", "value-HiGHS", "paths", "gap",
            "dual viol."], rows)
+
+
+SIMPLEX_ONLY = 10**12  # a pivot budget never reached: otsolve.exact then runs its simplex
+
+
+def bench_assignment(sizes):
+    """Single pairs of 2-D clouds with uniform weights (an assignment problem): otsolve.exact
+    (assignment path) vs its simplex vs POT's ot.emd vs SciPy's linear_sum_assignment; then
+    random weights (no assignment: the simplex) vs POT."""
+    rows, weighted = [], []
+    rng = np.random.default_rng(4)
+    for n in sizes:
+        x, y = clouds(n)
+        C = otsolve.cost_matrix(x, y)
+        repeats = 5 if n <= 1000 else 1
+        t_ours, res = timed(lambda: otsolve.exact(C), repeats)
+        t_simplex, simplex = timed(lambda: otsolve.exact(C, max_iter=SIMPLEX_ONLY), repeats)
+        t_pot, pot_value = timed(lambda: ot.emd2([], [], C, numItermax=10**10), repeats)
+        t_lsa, lsa_value = timed(lambda: C[scipy.optimize.linear_sum_assignment(C)].mean(), repeats)
+        rows.append((n, f"{1e3 * t_ours:.1f}", f"{1e3 * t_simplex:.1f}", f"{1e3 * t_pot:.1f}", f"{1e3 * t_lsa:.1f}",
+                     f"{t_simplex / t_ours:.2f}", f"{t_pot / t_ours:.2f}", f"{t_lsa / t_ours:.2f}",
+                     f"{max(abs(res.value - lsa_value), abs(simplex.value - lsa_value)):.0e}", str(res.status)))
+        a, b = rng.random(n) + 0.1, rng.random(n) + 0.1
+        a, b = a / a.sum(), b / b.sum()
+        t_w, res_w = timed(lambda: otsolve.exact(C, a, b), repeats)
+        t_wpot, pot_w = timed(lambda: ot.emd2(a, b, C, numItermax=10**10), repeats)
+        weighted.append((n, f"{1e3 * t_w:.1f}", f"{1e3 * t_wpot:.1f}", f"{t_wpot / t_w:.2f}",
+                         f"{res_w.value - pot_w:.0e}"))
+    table("one pair, uniform weights, n = m (ms; x = time of the peer / time of otsolve.exact)",
+          ["n", "otsolve", "its simplex", "POT emd", "SciPy lsa", "x simplex", "x POT", "x SciPy", "value diff",
+           "status"], rows)
+    table("one pair, random weights (the simplex; ms)", ["n", "otsolve", "POT emd", "x POT", "value-POT"], weighted)
 
 
 def bench_lazy(sizes, pot_max):
@@ -112,8 +144,11 @@ def bench_warm(n):
     pot = ot.sinkhorn(np.full(n, 1 / n), np.full(n, 1 / n), C2, reg, method="sinkhorn_log", log=True)[1]
     starts = {"exact duals of the unperturbed problem": base.potentials,
               f"Sinkhorn duals (reg={reg})": (reg * pot["log_u"], reg * pot["log_v"])}
-    t_cold, cold = timed(lambda: otsolve.exact(C2), 3)
-    rows = [("cold", f"{t_cold:.3f}", cold.n_iter, "1.00", "0")]
+    t_cold, cold = timed(lambda: otsolve.exact(C2, max_iter=SIMPLEX_ONLY), 3)  # warm starts are the simplex's
+    t_assign, assign = timed(lambda: otsolve.exact(C2), 3)
+    rows = [("cold simplex", f"{t_cold:.3f}", cold.n_iter, "1.00", "0"),
+            ("cold, assignment path (augmenting paths)", f"{t_assign:.3f}", assign.n_iter, f"{t_cold / t_assign:.2f}",
+             f"{assign.value - cold.value:.0e}")]
     for name, start in starts.items():
         t, res = timed(lambda: otsolve.exact(C2, warm_start=start), 3)
         rows.append((name, f"{t:.3f}", res.n_iter, f"{t_cold / t:.2f}", f"{res.value - cold.value:.0e}"))
@@ -231,11 +266,13 @@ def main():
     if args.quick:
         bench_multiscale([2000], pot_max=2000)
         bench_grids([16], GRID_CLASSES[:2], pot_max=16)
+        bench_assignment([100, 300])
         bench_dense([100, 200], highs_max=200)
         bench_lazy([1000], pot_max=1000)
         bench_warm(300)
         bench_batch(32, 32)
         return
+    bench_assignment([100, 300, 1000])
     bench_dense([200, 500, 1000, 2000, 5000] + ([10000] if args.large else []), highs_max=200)
     bench_lazy([10000, 20000] + ([50000] if args.large else []), pot_max=10000)
     bench_warm(2000)

@@ -2,7 +2,8 @@
 import numpy as np
 from numba import njit, prange
 
-from .._costs import pair_cost
+from .._costs import point_costs
+from ..lp._assignment_kernels import MAX_SIZE as ASSIGNMENT_MAX_SIZE, duals_in_range, solve_assignment
 from ..lp._kernels import solve
 
 OPTIMAL, NUMERICAL_ERROR = 0, 4
@@ -15,10 +16,11 @@ def _reduced_costs(x, y, code, p):
     n, m = x.shape[0], y.shape[0]
     C = np.empty((n, m))
     u, v = np.empty(n), np.full(m, np.inf)
-    for r in range(n):
+    yT = np.ascontiguousarray(y.T)
+    for r in range(n):  # rows by point_costs, which vectorise (pair_cost by pair: 15x slower)
+        point_costs(x, r, yT, 0, m, code, p, C[r])
         low = np.inf
         for c in range(m):
-            C[r, c] = pair_cost(x, r, y, c, code, p)
             low = min(low, C[r, c])
         u[r] = low
         for c in range(m):
@@ -31,16 +33,43 @@ def _reduced_costs(x, y, code, p):
 
 
 @njit(cache=True, inline="always")
+def _certified(C, a, b, f, g, value, certificate_rtol):
+    """otsolve.exact's certificate: max_ij f_i + g_j - C_ij and the duality gap within
+    certificate_rtol of max|f| + max|g| (after the a.f == b.g normalisation)."""
+    shift = (b @ g - a @ f) / (a.sum() + b.sum())
+    violation, scale = 0.0, np.abs(f + shift).max() + np.abs(g - shift).max()
+    for r in range(C.shape[0]):
+        for c in range(C.shape[1]):
+            violation = max(violation, f[r] + g[c] - C[r, c])
+    gap = abs(value - a @ f - b @ g) / a.sum()
+    return max(violation, gap) <= certificate_rtol * scale
+
+
+@njit(cache=True, inline="always")
+def _uniform(w):
+    return (w == w[0]).all()
+
+
+@njit(cache=True, inline="always")
 def _exact_pair(points, weights, lo_i, hi_i, lo_j, hi_j, code, p, tol, certificate_rtol, max_iter):
-    """(<C, P*>, status, pivots) of one pair as otsolve.exact solves it: the same reduced dense
-    costs, marginals (unit mass, b rescaled to the mass of a), pricing block and certificate
-    (an optimal basis whose duals violate f_i + g_j <= C_ij beyond certificate_rtol times
-    max|f| + max|g| is NUMERICAL_ERROR), from the north-west corner in the order of the points."""
+    """(<C, P*>, status, pivots or augmenting paths) of one pair as otsolve.exact solves it: the
+    same reduced dense costs, marginals (unit mass, b rescaled to the mass of a), assignment path
+    (uniform weights, n = m, no max_iter; trusted as otsolve.exact trusts it), else pricing block
+    and certificate (an optimal basis that fails it is NUMERICAL_ERROR), from the north-west
+    corner in the order of the points."""
     n, m = hi_i - lo_i, hi_j - lo_j
     C, u, v = _reduced_costs(points[lo_i:hi_i], points[lo_j:hi_j], code, p)
     a = weights[lo_i:hi_i] / weights[lo_i:hi_i].sum()  # unit mass, as otsolve.pairwise documents
     b = weights[lo_j:hi_j] / weights[lo_j:hi_j].sum()
     b *= a.sum() / b.sum()  # as otsolve's check_balanced: equal masses to the last bit
+    if n == m <= ASSIGNMENT_MAX_SIZE and max_iter < 0 and _uniform(a) and _uniform(b):  # as is_assignment
+        col, f, g = np.empty(n, np.int64), np.empty(n), np.empty(n)
+        searches = solve_assignment(C, col, f, g)
+        value = 0.0
+        for r in range(n):
+            value += a[0] * C[r, col[r]]
+        if duals_in_range(C, col, f, g) and _certified(C, a, b, f, g, value, certificate_rtol):
+            return value + a @ u + b @ v, OPTIMAL, searches
     block_rows = max(1, int(np.round(np.sqrt(n * m) / m)))  # as otsolve.lp: about sqrt(n m) arcs
     parent, flow, pi = np.empty(n + m, np.int64), np.empty(n + m), np.empty(n + m)
     status, pivots = solve(C, a, b, np.arange(n), np.arange(m), np.empty(0), block_rows, tol, max_iter,
@@ -50,15 +79,8 @@ def _exact_pair(points, weights, lo_i, hi_i, lo_j, hi_j, code, p, tol, certifica
         up = parent[w]
         if up >= 0 and flow[w] > 0.0:
             value += flow[w] * (C[w, up - n] if w < n else C[up, w - n])
-    if status == OPTIMAL:
-        f, g = pi[:n], pi[n:]
-        shift = (b @ g - a @ f) / (a.sum() + b.sum())  # a.f == b.g, as otsolve.exact normalises
-        violation, scale = 0.0, np.abs(f + shift).max() + np.abs(g - shift).max()
-        for r in range(n):
-            for c in range(m):
-                violation = max(violation, f[r] + g[c] - C[r, c])
-        if violation > certificate_rtol * scale:
-            status = NUMERICAL_ERROR
+    if status == OPTIMAL and not _certified(C, a, b, pi[:n], pi[n:], value, certificate_rtol):
+        status = NUMERICAL_ERROR
     return value + a @ u + b @ v, status, pivots
 
 

@@ -12,7 +12,7 @@ from .._costs import check_cost_range, cost_source, point_source
 from .._result import ConvergenceWarning, OTResult, Status
 from .._validation import (as_float_array, check_balanced, check_count, check_finite, check_problem,
                            check_weights)
-from . import _kernels
+from . import _assignment_kernels, _kernels
 
 REDUCED_COST_TOL = 1e-12  # relative to |C_ij| + |f_i| + |g_j| of the reduced costs (row and column
                           # minima removed, so an offset of C cannot coarsen it): a few ulps of a
@@ -31,7 +31,12 @@ def exact(C, a=None, b=None, *, max_iter=None, warm_start=None) -> OTResult:
     .. math::
         \min_{P \ge 0} \langle C, P \rangle \quad \text{s.t.} \quad P 1 = a, \; P^T 1 = b
 
-    by a network simplex (block-search pricing, strongly feasible trees) written in Numba.
+    by a network simplex (block-search pricing, strongly feasible trees) written in Numba. With
+    uniform weights (all entries of ``a`` equal, and of ``b``) on as many rows as columns (at
+    most 1000), an optimal plan is a permutation (Birkhoff), found instead by an assignment
+    solver (auction with epsilon scaling, finished by shortest augmenting paths) when
+    ``max_iter`` and ``warm_start`` are not given; its result carries the same certificate, and
+    the simplex solves the problem whenever that certificate fails.
 
     Parameters
     ----------
@@ -41,7 +46,8 @@ def exact(C, a=None, b=None, *, max_iter=None, warm_start=None) -> OTResult:
         Non-negative weights of equal total mass (uniform when omitted). Zero weights are allowed;
         a mismatch of masses up to 1e-9 relative is corrected by rescaling ``b``.
     max_iter : int, optional
-        Maximum number of pivots. By default the solver runs to optimality.
+        Maximum number of pivots (the simplex is then used). By default the solver runs to
+        optimality.
     warm_start : tuple (f, g) of arrays, optional
         Potentials from an earlier or approximate solve (e.g. Sinkhorn). The simplex then starts
         from a tree of artificial arcs priced so that its potentials are (f, g) (shifted), and
@@ -53,7 +59,8 @@ def exact(C, a=None, b=None, *, max_iter=None, warm_start=None) -> OTResult:
     OTResult
         ``plan`` is a ``scipy.sparse.csr_array`` with at most ``n + m - 1`` non-zeros, ``f`` and
         ``g`` are optimal potentials (``f_i + g_j <= C_ij``, normalised so that ``a.f == b.g``),
-        ``duality_gap`` and ``max_dual_violation`` form the optimality certificate.
+        ``duality_gap`` and ``max_dual_violation`` form the optimality certificate. ``n_iter``
+        counts pivots, or augmenting paths on the assignment path.
 
     Raises
     ------
@@ -63,7 +70,9 @@ def exact(C, a=None, b=None, *, max_iter=None, warm_start=None) -> OTResult:
     References
     ----------
     Ahuja, Magnanti, Orlin (1993), Network Flows, ch. 11. Bonneel, van de Panne, Paris, Heidrich
-    (2011), Displacement interpolation using Lagrangian mass transport.
+    (2011), Displacement interpolation using Lagrangian mass transport. Bertsekas (1988), The
+    auction algorithm. Jonker, Volgenant (1987), A shortest augmenting path algorithm for dense
+    and sparse linear assignment problems.
 
     Examples
     --------
@@ -82,7 +91,37 @@ def exact(C, a=None, b=None, *, max_iter=None, warm_start=None) -> OTResult:
         warm = _normalised(f - u, g - v, a, b)  # (f + s, g - s) is the same start
         if max(np.ptp(warm[0]), np.ptp(warm[1])) > WARM_MAX_SPREAD * max(spread, np.finfo(float).tiny):
             warm = None  # optimal potentials span at most the cost spread: these would only cost digits
-    return _restore(_solve(C, C.shape, a, b, _identity_orders, max_iter, warm), u, v, a, b)
+    res = _assignment(C, a, b) if warm is None and max_iter < 0 and is_assignment(a, b) else None
+    if res is None:
+        res = _solve(C, C.shape, a, b, _identity_orders, max_iter, warm)
+    return _restore(res, u, v, a, b)
+
+
+def is_assignment(a, b):
+    """Uniform weights (all entries equal) on as many rows as columns, up to the assignment
+    solver's MAX_SIZE: an optimal plan is then a permutation of mass a[0] (Birkhoff), which that
+    solver finds faster than the simplex."""
+    return (len(a) == len(b) <= _assignment_kernels.MAX_SIZE and (a == a[0]).all()
+            and (b == b[0]).all())
+
+
+def _assignment(C, a, b):
+    """The certified result of an assignment problem (is_assignment(a, b)) with reduced costs C,
+    or None when its certificate fails (the simplex then solves it)."""
+    n = len(a)
+    col, f, g = np.empty(n, np.int64), np.empty(n), np.empty(n)
+    searches = _assignment_kernels.solve_assignment(C, col, f, g)
+    return _assignment_result(C, a, b, col, f, g, searches)
+
+
+def _assignment_result(C, a, b, col, f, g, searches):
+    """OTResult of the permutation col, mass a[0] on each of its cells, with the assignment's
+    duals (f_i + g_j <= C_ij, tight on col: OT duals as they are), or None if uncertified."""
+    n = len(a)
+    if not _assignment_kernels.duals_in_range(C, col, f, g):
+        return None
+    res = _certified(C, a, b, np.arange(n), col, np.full(n, a[0]), f, g, Status.OPTIMAL, searches, -1, quiet=True)
+    return res if res.status == Status.OPTIMAL else None
 
 
 def reduce_costs(C):
@@ -162,8 +201,9 @@ def exact_batch(Cs, a=None, b=None, *, max_iter=None) -> list[OTResult]:
     B = np.stack([check_balanced(A[t], B[t], (a, b)) for t in range(k)])
     max_iter = _check_max_iter(max_iter)
     reduced = [reduce_costs(Cs[t]) for t in range(k)]  # in place on the validated copy
-    batchable = (A > 0).all(axis=1) & (B > 0).all(axis=1)  # zero weights take the general path
-    results = [None] * k
+    results = _assignment_batch(Cs, A, B) if max_iter < 0 else [None] * k
+    pending = np.array([res is None for res in results])
+    batchable = pending & (A > 0).all(axis=1) & (B > 0).all(axis=1)  # zero weights: the general path
     idx = np.flatnonzero(batchable)
     if len(idx):
         parents = np.empty((len(idx), n + m), np.int64)
@@ -175,9 +215,24 @@ def exact_batch(Cs, a=None, b=None, *, max_iter=None) -> list[OTResult]:
         for s, t in enumerate(idx):
             results[t] = _result(Cs[t], A[t], B[t], rows, cols, parents[s], flows[s],
                                  pis[s, :n], pis[s, n:], Status(status[s]), pivots[s], max_iter)
-    for t in np.flatnonzero(~batchable):
+    for t in np.flatnonzero(pending & ~batchable):
         results[t] = _solve(Cs[t], (n, m), A[t], B[t], _identity_orders, max_iter)
     return [_restore(res, *reduced[t], A[t], B[t]) for t, res in enumerate(results)]
+
+
+def _assignment_batch(Cs, A, B):
+    """Certified results of the assignment problems of the batch (see is_assignment), solved in
+    parallel; None for the other problems and those whose certificate fails."""
+    results = [None] * len(Cs)
+    idx = [t for t in range(len(Cs)) if is_assignment(A[t], B[t])]
+    if idx:
+        n = Cs.shape[1]
+        cols, F, G = np.empty((len(idx), n), np.int64), np.empty((len(idx), n)), np.empty((len(idx), n))
+        searches = np.empty(len(idx), np.int64)
+        _assignment_kernels.solve_assignment_batch(np.ascontiguousarray(Cs[idx]), cols, F, G, searches)
+        for s, t in enumerate(idx):
+            results[t] = _assignment_result(Cs[t], A[t], B[t], cols[s], F[s], G[s], searches[s])
+    return results
 
 
 def _weight_rows(w, k, size, name, dim_name):
@@ -265,14 +320,19 @@ def _solve(src, shape, a, b, orders, max_iter, warm=None):
 
 
 def _result(src, a, b, rows, cols, parent, flow, f, g, status, pivots, max_iter):
-    f, g = _normalised(f, g, a, b)
+    """The certified result of a final simplex tree (arcs of positive flow form the plan)."""
     n_sub = len(rows)
     node = np.flatnonzero((parent >= 0) & (parent < n_sub + len(cols)) & (flow > 0))
     src_node = np.where(node < n_sub, node, parent[node])
     snk_node = np.where(node < n_sub, parent[node], node) - n_sub
-    i, j = rows[src_node], cols[snk_node]
+    return _certified(src, a, b, rows[src_node], cols[snk_node], flow[node], f, g, status, pivots, max_iter)
+
+
+def _certificate(src, a, b, i, j, mass, f, g):
+    """(plan, value, dual value, marginal error, max dual violation, certified) of the plan with
+    mass on the cells (i, j) and duals f, g."""
     order = np.lexsort((j, i))
-    i, j, mass = i[order], j[order], flow[node][order]
+    i, j, mass = i[order], j[order], mass[order]
     arc_costs = src[i, j] if isinstance(src, np.ndarray) else _kernels.arc_costs(src, i, j)
     indptr = np.concatenate([[0], np.cumsum(np.bincount(i, minlength=len(a)))])
     plan = scipy.sparse.csr_array((mass, j, indptr), shape=(len(a), len(b)))
@@ -283,19 +343,27 @@ def _result(src, a, b, rows, cols, parent, flow, f, g, status, pivots, max_iter)
     violation = float(_kernels.dual_violation(src, f, g))
     # the scale of the reduced costs: |f| + |g| bounds every C_ij on the tree
     scale = float(np.abs(f).max() + np.abs(g).max())
+    certified = max(violation, abs(value - dual_value) / a.sum()) <= CERTIFICATE_RTOL * scale
+    return plan, value, dual_value, float(marginal_error), violation, certified
+
+
+def _certified(src, a, b, i, j, mass, f, g, status, n_iter, max_iter, quiet=False):
+    """OTResult of the plan on cells (i, j) with duals (f, g): optimal only when the certificate
+    holds (else NUMERICAL_ERROR, with a warning unless ``quiet``)."""
+    f, g = _normalised(f, g, a, b)
+    plan, value, dual_value, marginal_error, violation, certified = _certificate(src, a, b, i, j, mass, f, g)
     message = "optimal"
-    gap = abs(value - dual_value)
-    if status == Status.OPTIMAL and not max(violation, gap / a.sum()) <= CERTIFICATE_RTOL * scale:
+    if status == Status.OPTIMAL and not certified:
         status = Status.NUMERICAL_ERROR
         message = (f"the simplex stopped with max_ij f_i + g_j - C_ij = {violation:.3g} and duality gap "
-                   f"{gap:.3g} (relative to the costs > {CERTIFICATE_RTOL:g}): the plan is feasible, "
-                   "its optimality is not certified; rescale C")
-        warnings.warn(message, ConvergenceWarning, stacklevel=4)
+                   f"{value - dual_value:.3g} (relative to the costs > {CERTIFICATE_RTOL:g}): the plan is "
+                   "feasible, its optimality is not certified; rescale C")
+        if not quiet:
+            warnings.warn(message, ConvergenceWarning, stacklevel=5)
     elif status != Status.OPTIMAL:
         message = (f"stopped after max_iter={max_iter} pivots before optimality: the plan is not optimal "
                    "(feasible from a cold start; from a warm start, marginal_error says how far)")
-        warnings.warn(message, ConvergenceWarning, stacklevel=4)
+        warnings.warn(message, ConvergenceWarning, stacklevel=5)
     return OTResult(value=value, value_linear=value, plan=plan, f=f, g=g, status=status,
-                    n_iter=int(pivots), marginal_error=float(marginal_error),
-                    max_dual_violation=violation,
+                    n_iter=int(n_iter), marginal_error=marginal_error, max_dual_violation=violation,
                     dual_value=dual_value, duality_gap=value - dual_value, message=message)
