@@ -123,16 +123,47 @@ PHI_SERIES = 0.1  # below this |z|, phi(z) = z e^z - e^z + 1 by its series (no c
 
 
 @njit(cache=True, inline="always", fastmath=FAST)
+def _phi_series(z):
+    """z e^z - e^z + 1 = sum_k>=2 (k - 1) z^k / k! to k = 12 (Horner): a few ulps for |z| <
+    PHI_SERIES, with no cancellation (the KL of a plan near a b^T, at large reg)."""
+    p = 11.0 / 479001600.0
+    p = p * z + 10.0 / 39916800.0
+    p = p * z + 9.0 / 3628800.0
+    p = p * z + 8.0 / 362880.0
+    p = p * z + 7.0 / 40320.0
+    p = p * z + 6.0 / 5040.0
+    p = p * z + 5.0 / 720.0
+    p = p * z + 4.0 / 120.0
+    p = p * z + 3.0 / 24.0
+    p = p * z + 2.0 / 6.0
+    p = p * z + 0.5
+    return p * z * z
+
+
+@njit(cache=True, inline="always", fastmath=FAST)
+def _expm1_series(z):
+    """e^z - 1 to z^12 (Horner): a few ulps for |z| < PHI_SERIES (libm's expm1 is a scalar call
+    that stops the loop vectorising)."""
+    p = 1.0 / 479001600.0
+    p = p * z + 1.0 / 39916800.0
+    p = p * z + 1.0 / 3628800.0
+    p = p * z + 1.0 / 362880.0
+    p = p * z + 1.0 / 40320.0
+    p = p * z + 1.0 / 5040.0
+    p = p * z + 1.0 / 720.0
+    p = p * z + 1.0 / 120.0
+    p = p * z + 1.0 / 24.0
+    p = p * z + 1.0 / 6.0
+    p = p * z + 0.5
+    p = p * z + 1.0
+    return p * z
+
+
+@njit(cache=True, inline="always", fastmath=FAST)
 def _phi(z, ez):
-    """z e^z - e^z + 1 = sum_k>=2 (k - 1) z^k / k! (P log(P/ab) - P + ab = ab phi(z) for
-    P = ab e^z), to a few ulps: the KL of a plan near a b^T (large reg) has no cancellation."""
-    if abs(z) >= PHI_SERIES:
-        return z * ez - ez + 1.0
-    acc, term = 0.0, z
-    for k in range(2, 12):
-        term *= z / k
-        acc += (k - 1) * term
-    return acc
+    """z e^z - e^z + 1 (P log(P/ab) - P + ab = ab phi(z) for P = ab e^z, ez = e^z), by its
+    series where |z| < PHI_SERIES."""
+    return _phi_series(z) if abs(z) < PHI_SERIES else z * ez - ez + 1.0
 
 
 @njit(cache=True, inline="always", fastmath=FAST)
@@ -155,16 +186,16 @@ def _plan_chunk(fi, gg, la, lb, cc, inv_reg, out, acc, ui, vv):
         acc[3, jj] = max(acc[3, jj], slack)
         # e^z - 1 by a subtraction unless |z| < PHI_SERIES (there it would lose digits): libm's
         # expm1 took a third of the pass
-        em1 = ez - 1.0 if abs(z) >= PHI_SERIES else np.expm1(z)
+        em1 = ez - 1.0 if abs(z) >= PHI_SERIES else _expm1_series(z)
         acc[4, jj] += ab * em1 if ab > 0.0 else 0.0
 
 
 @njit(cache=True, inline="always", fastmath=FAST)
 def _scaled_plan_chunk(fi, gg, ai, bb, cc, inv_reg, out, acc, ui, vv):
     """:func:`_plan_chunk` when ``out`` holds the Gibbs kernel: P = u K v and no exponential
-    (a b phi(z) = P z - P + a b, P - a b by a subtraction, the series where |z| < PHI_SERIES):
-    the evaluation of a small problem cost as much as all its iterations."""
-    small = False
+    (a b phi(z) = P z - P + a b, P - a b by a subtraction, the series where |z| < PHI_SERIES;
+    both forms computed and one selected, so that the loop vectorises): the evaluation of a
+    small problem cost as much as all its iterations."""
     for jj in range(cc.shape[0]):
         slack = fi + gg[jj] - cc[jj]
         z = slack * inv_reg
@@ -174,17 +205,9 @@ def _scaled_plan_chunk(fi, gg, ai, bb, cc, inv_reg, out, acc, ui, vv):
         acc[0, jj] += pij
         acc[1, jj] += pij * cc[jj]
         near = abs(z) < PHI_SERIES
-        small = small or near
-        acc[2, jj] += 0.0 if near else pij * z - pij + ab
+        acc[2, jj] += ab * _phi_series(z) if near else pij * z - pij + ab
         acc[3, jj] = max(acc[3, jj], slack)
-        acc[4, jj] += 0.0 if near else pij - ab
-    if small:
-        for jj in range(cc.shape[0]):
-            z = (fi + gg[jj] - cc[jj]) * inv_reg
-            if abs(z) < PHI_SERIES:
-                ab = ai * bb[jj]
-                acc[2, jj] += ab * _phi(z, 1.0)  # the series (its second argument is unused)
-                acc[4, jj] += ab * np.expm1(z)
+        acc[4, jj] += ab * _expm1_series(z) if near else pij - ab
 
 
 @njit(cache=True, inline="always", fastmath=FAST)
