@@ -201,8 +201,10 @@ def test_kernel_scaling_matches_the_log_domain(case, monkeypatch):
     assert kernel.marginal_error <= (1e-10 if floor else 1e-11)
     np.testing.assert_allclose(kernel.plan, log.plan, rtol=0, atol=1e-9 * log.plan.max())
     assert kernel.value == pytest.approx(log.value, rel=1e-9, abs=1e-14)
+    # at the floor the trajectory depends on the last ulps (a freshly compiled kernel and its
+    # cached copy already differ there) and potentials along near-null modes on where it stopped
     for ours, ref, w in ((kernel.f, log.f, a), (kernel.g, log.g, b)):
-        np.testing.assert_allclose(ours[w > 0], ref[w > 0], rtol=0, atol=1e-7 * reg)
+        np.testing.assert_allclose(ours[w > 0], ref[w > 0], rtol=0, atol=(1e-6 if floor else 1e-7) * reg)
 
 
 @pytest.mark.parametrize("case", ["outlier", "zero_weight_row"])

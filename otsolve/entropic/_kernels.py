@@ -14,6 +14,7 @@ from .._fastmath import FAST, fast_exp
 CHUNK = 256                 # columns per accumulator block: fits L1, vectorises
 SUM_MIN, SUM_MAX = 1e-200, 1e200   # a shifted sum outside this range is redone with the exact max
 N_STATS = 5                 # per-row statistics of plan_rows
+ROW_BLOCK = 16              # rows per parallel task of plan_rows
 
 
 @njit(cache=True, inline="always", fastmath=FAST)
@@ -217,6 +218,26 @@ def _reduce_stats(acc, stats):
     stats[4] = acc[4].sum()
 
 
+@njit(cache=True, inline="always", fastmath=FAST)
+def _plan_row(src, i, m, f, g, log_a, log_b, b, inv_reg, P, store, scaled, u, v, buf, scratch, acc,
+              stats):
+    """Row i of :func:`plan_rows`."""
+    acc[:] = 0.0
+    acc[3, :] = -np.inf
+    ui = u[i] if scaled else 1.0
+    ai = np.exp(log_a[i])
+    for j0 in range(0, m, CHUNK):
+        k = min(CHUNK, m - j0)
+        if scaled and store:
+            _scaled_plan_chunk(f[i], g[j0:j0 + k], ai, b[j0:j0 + k], cost_chunk(src, i, j0, k, buf),
+                               inv_reg, P[i, j0:j0 + k], acc, ui, v[j0:j0 + k])
+            continue
+        _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k],
+                    cost_chunk(src, i, j0, k, buf), inv_reg,
+                    P[i, j0:j0 + k] if store else scratch[:k], acc, ui, v[j0:j0 + k] if scaled else v)
+    _reduce_stats(acc, stats)
+
+
 @njit(cache=True, parallel=True, fastmath=FAST)
 def plan_rows(src, n, f, g, log_a, log_b, inv_reg, P, stats, u, v):
     """P_ij = a_i b_j exp((f_i + g_j - C_ij) * inv_reg) for the n rows of a cost source (see
@@ -226,22 +247,13 @@ def plan_rows(src, n, f, g, log_a, log_b, inv_reg, P, stats, u, v):
     m = g.shape[0]
     store, scaled = P.shape[0] > 0, v.shape[0] > 0
     b = np.exp(log_b) if scaled else log_b
-    for i in prange(n):
-        buf, scratch = np.empty(CHUNK), np.empty(CHUNK)
-        acc = np.zeros((N_STATS, CHUNK))
-        acc[3, :] = -np.inf
-        ui = u[i] if scaled else 1.0
-        ai = np.exp(log_a[i])
-        for j0 in range(0, m, CHUNK):
-            k = min(CHUNK, m - j0)
-            if scaled and store:
-                _scaled_plan_chunk(f[i], g[j0:j0 + k], ai, b[j0:j0 + k], cost_chunk(src, i, j0, k, buf),
-                                   inv_reg, P[i, j0:j0 + k], acc, ui, v[j0:j0 + k])
-                continue
-            _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k],
-                        cost_chunk(src, i, j0, k, buf), inv_reg,
-                        P[i, j0:j0 + k] if store else scratch[:k], acc, ui, v[j0:j0 + k] if scaled else v)
-        _reduce_stats(acc, stats[i])
+    width = min(CHUNK, m)
+    for t in prange((n + ROW_BLOCK - 1) // ROW_BLOCK):  # scratch allocated per block of rows:
+        buf, scratch = np.empty(width), np.empty(width)  # per row it cost a third of a small pass
+        acc = np.empty((N_STATS, width))
+        for i in range(t * ROW_BLOCK, min(n, (t + 1) * ROW_BLOCK)):
+            _plan_row(src, i, m, f, g, log_a, log_b, b, inv_reg, P, store, scaled, u, v, buf, scratch,
+                      acc, stats[i])
 
 
 @njit(cache=True, parallel=True, fastmath=FAST)
@@ -381,3 +393,28 @@ def newton_cg(K, u, w, rows, diag, res, stop, cg_max, x):
         for i in range(n):
             d[i] = z[i] + beta * d[i]
     return cg_max
+
+
+@njit(cache=True, fastmath=FAST)
+def scaled_softmin(K, side, pot, log_w, eps, absorbed, other, sum_min, T):
+    """T <- -eps log sum_j w_j exp((pot_j - C_ij) / eps) by :func:`scaled_lse` with h = log w +
+    pot / eps, T on entry giving the shift: the whole soft-min of a small problem in one call
+    (in numpy its arithmetic around the mat-vec was four more calls). Returns as scaled_lse; T is
+    untouched unless 1."""
+    h = log_w + pot / eps
+    lse = T / -eps
+    done = scaled_lse(K, side, h, absorbed, other, sum_min, lse)
+    if done == 1:
+        for i in range(T.shape[0]):
+            T[i] = -eps * lse[i]
+    return done
+
+
+@njit(cache=True, fastmath=FAST)
+def marginal_error(a, f, T, eps, clip):
+    """sum_i |a_i expm1(min((f_i - T_i) / eps, clip))|: the L1 error of the marginal a exp((f -
+    T) / eps) of the plan of (f, g), T the soft-min of g."""
+    err = 0.0
+    for i in range(a.shape[0]):
+        err += abs(a[i] * np.expm1(min((f[i] - T[i]) / eps, clip)))
+    return err

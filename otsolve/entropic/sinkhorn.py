@@ -15,7 +15,7 @@ from .._threads import threads_for
 from .._validation import (check_balanced, check_count, check_entropic_masses, check_point_clouds,
                            check_positive, check_problem, check_weights)
 from . import _newton
-from ._kernels import is_symmetric
+from ._kernels import is_symmetric, marginal_error
 from ._problem import MatrixCost, PointCost
 
 DEFAULT_MAX_ITER = 10_000
@@ -96,6 +96,8 @@ def _log(w):
 def _softmin(cost, side, pot, log_w, eps, T):
     """T <- -eps * log sum_j w_j exp((pot_j - c_ij) / eps), the c-transform softened by eps;
     T holds the previous result on entry, which serves as the shift of the exponentials."""
+    if cost.compiled_softmin(side, pot, log_w, eps, T):
+        return
     lse = T / -eps
     cost.softmin(side, log_w + pot / eps, 1.0 / eps, lse)
     T[:] = -eps * lse
@@ -104,9 +106,9 @@ def _softmin(cost, side, pot, log_w, eps, T):
 def _row_error(a, f, T, eps, reg_m):
     """L1 violation of the first-order condition on the rows of the plan of (f, g), where
     T = softmin(g): rows are a exp((f - T)/eps), their target a (balanced) or a exp(-f/reg_m)."""
-    d = np.minimum((f - T) / eps, EXP_CLIP)
     if math.isinf(reg_m):
-        return float(np.abs(a * np.expm1(d)).sum())
+        return _marginal_error(a, f, T, eps)
+    d = np.minimum((f - T) / eps, EXP_CLIP)
     return float(np.abs(a * (np.exp(d) - _exp_clip(-f / reg_m))).sum())
 
 
@@ -283,7 +285,7 @@ def _iterate_symmetric(cost, a, reg, tol, max_iter, eps_scaling):
 
 def _marginal_error(a, f, T, eps):
     """L1 error of the marginal a exp((f - T) / eps) of the plan of (f, g), T = softmin(g)."""
-    return float(np.abs(a * np.expm1(np.minimum((f - T) / eps, 700.0))).sum())
+    return marginal_error(a, f, T, eps, EXP_CLIP)
 
 
 def _mass_shift(a, b, f, g, reg_m):
