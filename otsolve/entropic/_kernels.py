@@ -5,6 +5,8 @@ The exponential is :func:`otsolve._fastmath.fast_exp`, which vectorises (libm's 
 the loops are compiled with its ``FAST`` flags (sums reordered, multiply-adds fused; inf and NaN
 kept): a third faster.
 """
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -123,41 +125,31 @@ def softmin_cols(C, h, inv_reg, lse, K):
 PHI_SERIES = 0.1  # below this |z|, phi(z) = z e^z - e^z + 1 by its series (no cancellation)
 
 
+PHI_TERMS = tuple((k - 1) / math.factorial(k) for k in range(12, 1, -1))  # of z^12 .. z^2
+EXPM1_TERMS = tuple(1.0 / math.factorial(k) for k in range(12, 0, -1))     # of z^12 .. z
+
+
+@njit(cache=True, inline="always", fastmath=FAST)
+def _horner(terms, z):
+    """sum_k terms[k] z^(len - 1 - k): the series below, without a call (libm's expm1 is a scalar
+    call that stops a loop vectorising); a few ulps for |z| < PHI_SERIES."""
+    p = 0.0
+    for c in terms:
+        p = p * z + c
+    return p
+
+
 @njit(cache=True, inline="always", fastmath=FAST)
 def _phi_series(z):
-    """z e^z - e^z + 1 = sum_k>=2 (k - 1) z^k / k! to k = 12 (Horner): a few ulps for |z| <
-    PHI_SERIES, with no cancellation (the KL of a plan near a b^T, at large reg)."""
-    p = 11.0 / 479001600.0
-    p = p * z + 10.0 / 39916800.0
-    p = p * z + 9.0 / 3628800.0
-    p = p * z + 8.0 / 362880.0
-    p = p * z + 7.0 / 40320.0
-    p = p * z + 6.0 / 5040.0
-    p = p * z + 5.0 / 720.0
-    p = p * z + 4.0 / 120.0
-    p = p * z + 3.0 / 24.0
-    p = p * z + 2.0 / 6.0
-    p = p * z + 0.5
-    return p * z * z
+    """z e^z - e^z + 1 = sum_k>=2 (k - 1) z^k / k!, no cancellation (the KL of a plan near
+    a b^T, at large reg)."""
+    return _horner(PHI_TERMS, z) * z * z
 
 
 @njit(cache=True, inline="always", fastmath=FAST)
 def _expm1_series(z):
-    """e^z - 1 to z^12 (Horner): a few ulps for |z| < PHI_SERIES (libm's expm1 is a scalar call
-    that stops the loop vectorising)."""
-    p = 1.0 / 479001600.0
-    p = p * z + 1.0 / 39916800.0
-    p = p * z + 1.0 / 3628800.0
-    p = p * z + 1.0 / 362880.0
-    p = p * z + 1.0 / 40320.0
-    p = p * z + 1.0 / 5040.0
-    p = p * z + 1.0 / 720.0
-    p = p * z + 1.0 / 120.0
-    p = p * z + 1.0 / 24.0
-    p = p * z + 1.0 / 6.0
-    p = p * z + 0.5
-    p = p * z + 1.0
-    return p * z
+    """e^z - 1 = sum_k>=1 z^k / k!."""
+    return _horner(EXPM1_TERMS, z) * z
 
 
 @njit(cache=True, inline="always", fastmath=FAST)

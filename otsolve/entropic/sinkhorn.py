@@ -201,7 +201,9 @@ def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
                 if floor.reached(err, f, g):
                     f, g = best[1], best[2]
                     return _Run(f, _close(cost, a, b, f, reg, reg_m, T_g), n_iter, False, reg, True)
-                restore = relax.update(err, f, g)
+                # not the error of the zero potentials (no annealing): it scales with the mass
+                # squared, and the contraction read from it would too
+                restore = relax.update(err, f, g) if n_iter or init is not None else None
                 if restore is not None:
                     f, g = restore
                     continue
