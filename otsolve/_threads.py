@@ -28,17 +28,23 @@ def threads_for(pairs):
     and numpy's BLAS (the kept-kernel mat-vecs) on one thread always: BLAS workers still spinning
     after a call compete with Numba's threads on a small machine (a solve after ``x @ y.T`` took
     15-60x its time, and a 1000 x 1000 mat-vec 16 ms instead of 1.3 ms), and a mat-vec is
-    bandwidth-bound. Limiting costs ~20 us (the libraries are looked up once)."""
-    with _blas_libraries().limit(limits=1):
-        if pairs >= PARALLEL_MIN_PAIRS:
-            yield
-            return
-        before = numba.get_num_threads()
-        numba.set_num_threads(1)
-        try:
-            yield
-        finally:
-            numba.set_num_threads(before)
+    bandwidth-bound. The libraries are looked up once and their thread counts set directly (a
+    ctypes call each): threadpoolctl's ``limit`` context cost ~20 us, a tenth of a small solve."""
+    blas = _blas_libraries().lib_controllers
+    blas_before = [lib.get_num_threads() for lib in blas]
+    before = numba.get_num_threads()
+    try:
+        for lib, threads in zip(blas, blas_before):
+            if threads != 1:
+                lib.set_num_threads(1)
+        if pairs < PARALLEL_MIN_PAIRS:
+            numba.set_num_threads(1)
+        yield
+    finally:
+        numba.set_num_threads(before)
+        for lib, threads in zip(blas, blas_before):
+            if threads != 1:
+                lib.set_num_threads(threads)
 
 
 class MeasuredThreads:

@@ -20,8 +20,12 @@ def mass_rtol(*raw) -> float:
     MASS_RTOL, or MASS_ULPS ulps of the lowest floating precision among them."""
     eps = 0.0
     for w in raw:
-        name = str(getattr(w, "dtype", "")).replace("torch.", "")
-        eps = max(eps, LOW_PRECISION.get(name, 0.0))
+        dtype = getattr(w, "dtype", None)
+        if isinstance(dtype, np.dtype):  # its kind and size: str(dtype) took 5 us
+            low = dtype.kind == "f" and dtype.itemsize < 8
+            eps = max(eps, float(np.finfo(dtype).eps) if low else 0.0)
+        elif dtype is not None:  # torch
+            eps = max(eps, LOW_PRECISION.get(str(dtype).replace("torch.", ""), 0.0))
     return max(MASS_RTOL, MASS_ULPS * eps)
 
 

@@ -201,8 +201,10 @@ def test_kernel_scaling_matches_the_log_domain(case, monkeypatch):
     assert kernel.marginal_error <= (1e-10 if floor else 1e-11)
     np.testing.assert_allclose(kernel.plan, log.plan, rtol=0, atol=1e-9 * log.plan.max())
     assert kernel.value == pytest.approx(log.value, rel=1e-9, abs=1e-14)
+    # at the floor the trajectory depends on the last ulps (a freshly compiled kernel and its
+    # cached copy already differ there) and potentials along near-null modes on where it stopped
     for ours, ref, w in ((kernel.f, log.f, a), (kernel.g, log.g, b)):
-        np.testing.assert_allclose(ours[w > 0], ref[w > 0], rtol=0, atol=1e-7 * reg)
+        np.testing.assert_allclose(ours[w > 0], ref[w > 0], rtol=0, atol=(1e-6 if floor else 1e-7) * reg)
 
 
 @pytest.mark.parametrize("case", ["outlier", "zero_weight_row"])
@@ -245,8 +247,10 @@ def test_skewed_weights_match_pot():
 
 
 def test_kernel_is_kept_at_moderate_reg(monkeypatch):
-    """Speed path in use: at reg = 1e-2 a log-domain pass builds the kernel at the first eps and
-    one rebuilds it at the last (a step by less than half), the rest are mat-vecs and squarings."""
+    """Speed path in use: at reg = 3e-3 of the costs a log-domain pass builds the kernel at the
+    first eps, one rebuilds it after MAX_SQUARINGS squarings and one at the last eps (a step by
+    less than half), the rest are mat-vecs and squarings; at 1e-2 (no annealing: above 1/256 of
+    the costs) one pass builds it."""
     kernels = importlib.import_module("otsolve.entropic._kernels")
     rebuilds = []
     for name in ("softmin_rows", "softmin_cols"):
@@ -254,12 +258,16 @@ def test_kernel_is_kept_at_moderate_reg(monkeypatch):
         monkeypatch.setattr(kernels, name, lambda *args, _f=original: rebuilds.append(
             args[-1].shape[0] > 0) or _f(*args))
     _, _, a, b, C = _problem(n=60, m=40, seed=13)
+    res = otsolve.sinkhorn(C, a, b, reg=3e-3, tol=1e-10)
+    assert res.success and res.n_iter > 10 and rebuilds == [True, True, True]
+    rebuilds.clear()
     res = otsolve.sinkhorn(C, a, b, reg=1e-2, tol=1e-10)
-    assert res.success and res.n_iter > 10 and rebuilds == [True, True]
+    assert res.success and res.n_iter > 10 and rebuilds == [True]
     rebuilds.clear()  # zero weights: zero kernel lines, redone alone in the log domain
     a[3], b[[0, 7]] = 0.0, 0.0
     res = otsolve.sinkhorn(C, a / a.sum(), b / b.sum(), reg=1e-2, tol=1e-10)
-    assert res.success and sum(rebuilds) == 2 and len(rebuilds) > res.n_iter - 10
+    # every plain step redoes those lines (Newton's steps, counted in n_iter, redo fewer)
+    assert res.success and sum(rebuilds) == 1 and len(rebuilds) > 30
 
 
 def test_relaxation_backs_off_when_the_plan_loses_its_mass():

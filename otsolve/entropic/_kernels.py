@@ -5,6 +5,8 @@ The exponential is :func:`otsolve._fastmath.fast_exp`, which vectorises (libm's 
 the loops are compiled with its ``FAST`` flags (sums reordered, multiply-adds fused; inf and NaN
 kept): a third faster.
 """
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -14,6 +16,7 @@ from .._fastmath import FAST, fast_exp
 CHUNK = 256                 # columns per accumulator block: fits L1, vectorises
 SUM_MIN, SUM_MAX = 1e-200, 1e200   # a shifted sum outside this range is redone with the exact max
 N_STATS = 5                 # per-row statistics of plan_rows
+ROW_BLOCK = 16              # rows per parallel task of plan_rows
 
 
 @njit(cache=True, inline="always", fastmath=FAST)
@@ -122,17 +125,38 @@ def softmin_cols(C, h, inv_reg, lse, K):
 PHI_SERIES = 0.1  # below this |z|, phi(z) = z e^z - e^z + 1 by its series (no cancellation)
 
 
+PHI_TERMS = tuple((k - 1) / math.factorial(k) for k in range(12, 1, -1))  # of z^12 .. z^2
+EXPM1_TERMS = tuple(1.0 / math.factorial(k) for k in range(12, 0, -1))     # of z^12 .. z
+
+
+@njit(cache=True, inline="always", fastmath=FAST)
+def _horner(terms, z):
+    """sum_k terms[k] z^(len - 1 - k): the series below, without a call (libm's expm1 is a scalar
+    call that stops a loop vectorising); a few ulps for |z| < PHI_SERIES."""
+    p = 0.0
+    for c in terms:
+        p = p * z + c
+    return p
+
+
+@njit(cache=True, inline="always", fastmath=FAST)
+def _phi_series(z):
+    """z e^z - e^z + 1 = sum_k>=2 (k - 1) z^k / k!, no cancellation (the KL of a plan near
+    a b^T, at large reg)."""
+    return _horner(PHI_TERMS, z) * z * z
+
+
+@njit(cache=True, inline="always", fastmath=FAST)
+def _expm1_series(z):
+    """e^z - 1 = sum_k>=1 z^k / k!."""
+    return _horner(EXPM1_TERMS, z) * z
+
+
 @njit(cache=True, inline="always", fastmath=FAST)
 def _phi(z, ez):
-    """z e^z - e^z + 1 = sum_k>=2 (k - 1) z^k / k! (P log(P/ab) - P + ab = ab phi(z) for
-    P = ab e^z), to a few ulps: the KL of a plan near a b^T (large reg) has no cancellation."""
-    if abs(z) >= PHI_SERIES:
-        return z * ez - ez + 1.0
-    acc, term = 0.0, z
-    for k in range(2, 12):
-        term *= z / k
-        acc += (k - 1) * term
-    return acc
+    """z e^z - e^z + 1 (P log(P/ab) - P + ab = ab phi(z) for P = ab e^z, ez = e^z), by its
+    series where |z| < PHI_SERIES."""
+    return _phi_series(z) if abs(z) < PHI_SERIES else z * ez - ez + 1.0
 
 
 @njit(cache=True, inline="always", fastmath=FAST)
@@ -155,16 +179,16 @@ def _plan_chunk(fi, gg, la, lb, cc, inv_reg, out, acc, ui, vv):
         acc[3, jj] = max(acc[3, jj], slack)
         # e^z - 1 by a subtraction unless |z| < PHI_SERIES (there it would lose digits): libm's
         # expm1 took a third of the pass
-        em1 = ez - 1.0 if abs(z) >= PHI_SERIES else np.expm1(z)
+        em1 = ez - 1.0 if abs(z) >= PHI_SERIES else _expm1_series(z)
         acc[4, jj] += ab * em1 if ab > 0.0 else 0.0
 
 
 @njit(cache=True, inline="always", fastmath=FAST)
 def _scaled_plan_chunk(fi, gg, ai, bb, cc, inv_reg, out, acc, ui, vv):
     """:func:`_plan_chunk` when ``out`` holds the Gibbs kernel: P = u K v and no exponential
-    (a b phi(z) = P z - P + a b, P - a b by a subtraction, the series where |z| < PHI_SERIES):
-    the evaluation of a small problem cost as much as all its iterations."""
-    small = False
+    (a b phi(z) = P z - P + a b, P - a b by a subtraction, the series where |z| < PHI_SERIES;
+    both forms computed and one selected, so that the loop vectorises): the evaluation of a
+    small problem cost as much as all its iterations."""
     for jj in range(cc.shape[0]):
         slack = fi + gg[jj] - cc[jj]
         z = slack * inv_reg
@@ -174,17 +198,9 @@ def _scaled_plan_chunk(fi, gg, ai, bb, cc, inv_reg, out, acc, ui, vv):
         acc[0, jj] += pij
         acc[1, jj] += pij * cc[jj]
         near = abs(z) < PHI_SERIES
-        small = small or near
-        acc[2, jj] += 0.0 if near else pij * z - pij + ab
+        acc[2, jj] += ab * _phi_series(z) if near else pij * z - pij + ab
         acc[3, jj] = max(acc[3, jj], slack)
-        acc[4, jj] += 0.0 if near else pij - ab
-    if small:
-        for jj in range(cc.shape[0]):
-            z = (fi + gg[jj] - cc[jj]) * inv_reg
-            if abs(z) < PHI_SERIES:
-                ab = ai * bb[jj]
-                acc[2, jj] += ab * _phi(z, 1.0)  # the series (its second argument is unused)
-                acc[4, jj] += ab * np.expm1(z)
+        acc[4, jj] += ab * _expm1_series(z) if near else pij - ab
 
 
 @njit(cache=True, inline="always", fastmath=FAST)
@@ -192,6 +208,26 @@ def _reduce_stats(acc, stats):
     stats[0], stats[1], stats[2] = acc[0].sum(), acc[1].sum(), acc[2].sum()
     stats[3] = acc[3].max()
     stats[4] = acc[4].sum()
+
+
+@njit(cache=True, inline="always", fastmath=FAST)
+def _plan_row(src, i, m, f, g, log_a, log_b, b, inv_reg, P, store, scaled, u, v, buf, scratch, acc,
+              stats):
+    """Row i of :func:`plan_rows`."""
+    acc[:] = 0.0
+    acc[3, :] = -np.inf
+    ui = u[i] if scaled else 1.0
+    ai = np.exp(log_a[i])
+    for j0 in range(0, m, CHUNK):
+        k = min(CHUNK, m - j0)
+        if scaled and store:
+            _scaled_plan_chunk(f[i], g[j0:j0 + k], ai, b[j0:j0 + k], cost_chunk(src, i, j0, k, buf),
+                               inv_reg, P[i, j0:j0 + k], acc, ui, v[j0:j0 + k])
+            continue
+        _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k],
+                    cost_chunk(src, i, j0, k, buf), inv_reg,
+                    P[i, j0:j0 + k] if store else scratch[:k], acc, ui, v[j0:j0 + k] if scaled else v)
+    _reduce_stats(acc, stats)
 
 
 @njit(cache=True, parallel=True, fastmath=FAST)
@@ -203,22 +239,13 @@ def plan_rows(src, n, f, g, log_a, log_b, inv_reg, P, stats, u, v):
     m = g.shape[0]
     store, scaled = P.shape[0] > 0, v.shape[0] > 0
     b = np.exp(log_b) if scaled else log_b
-    for i in prange(n):
-        buf, scratch = np.empty(CHUNK), np.empty(CHUNK)
-        acc = np.zeros((N_STATS, CHUNK))
-        acc[3, :] = -np.inf
-        ui = u[i] if scaled else 1.0
-        ai = np.exp(log_a[i])
-        for j0 in range(0, m, CHUNK):
-            k = min(CHUNK, m - j0)
-            if scaled and store:
-                _scaled_plan_chunk(f[i], g[j0:j0 + k], ai, b[j0:j0 + k], cost_chunk(src, i, j0, k, buf),
-                                   inv_reg, P[i, j0:j0 + k], acc, ui, v[j0:j0 + k])
-                continue
-            _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k],
-                        cost_chunk(src, i, j0, k, buf), inv_reg,
-                        P[i, j0:j0 + k] if store else scratch[:k], acc, ui, v[j0:j0 + k] if scaled else v)
-        _reduce_stats(acc, stats[i])
+    width = min(CHUNK, m)
+    for t in prange((n + ROW_BLOCK - 1) // ROW_BLOCK):  # scratch allocated per block of rows:
+        buf, scratch = np.empty(width), np.empty(width)  # per row it cost a third of a small pass
+        acc = np.empty((N_STATS, width))
+        for i in range(t * ROW_BLOCK, min(n, (t + 1) * ROW_BLOCK)):
+            _plan_row(src, i, m, f, g, log_a, log_b, b, inv_reg, P, store, scaled, u, v, buf, scratch,
+                      acc, stats[i])
 
 
 @njit(cache=True, parallel=True, fastmath=FAST)
@@ -256,7 +283,7 @@ def scaled_square_rows(K, u, w, out):
         out[i] = u[i] * u[i] * s
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FAST)
 def scaled_lse(K, side, h, absorbed, other, sum_min, lse):
     """lse_i <- log (K w)_i + top - other_i (side 0; K^T w for side 1), w = exp(h - absorbed - top),
     top = max(h - absorbed): the kept-kernel soft-min of a small problem in one call (its numpy
@@ -270,7 +297,7 @@ def scaled_lse(K, side, h, absorbed, other, sum_min, lse):
         return -1
     w = np.empty(h.shape[0])
     for j in range(h.shape[0]):
-        w[j] = np.exp(h[j] - absorbed[j] - top)
+        w[j] = fast_exp(h[j] - absorbed[j] - top)
     n, m = K.shape
     r = np.zeros(n if side == 0 else m)
     if side == 0:
@@ -294,3 +321,92 @@ def scaled_lse(K, side, h, absorbed, other, sum_min, lse):
     for i in range(r.shape[0]):
         lse[i] = np.log(r[i]) + (top - other[i])
     return 1
+
+
+@njit(cache=True, fastmath=FAST)
+def flushed_plan(K, u, v, tiny, P):
+    """P_ij = u_i K_ij v_j, or 0 below ``tiny``: the conjugate-gradient mat-vecs with such a plan
+    make no subnormal numbers, which cost 2-3x per operation (at reg 1e-4 of the costs a third of
+    the kernel is below 1e-200 and u spans 60 decades)."""
+    n, m = K.shape
+    for i in range(n):
+        row, out, ui = K[i], P[i], u[i]
+        for j in range(m):
+            p = ui * row[j] * v[j]
+            out[j] = p if p >= tiny else 0.0
+
+
+@njit(cache=True, fastmath=FAST)
+def newton_cg(K, u, w, rows, diag, res, stop, cg_max, x):
+    """Jacobi-preconditioned conjugate gradients on M x = res, M = diag(rows) - diag(u) K diag(w)
+    K^T diag(u) (the Newton system of Sinkhorn-Newton, see _newton), from x = 0 (in x; res is
+    overwritten by the residual). Stops when |res| <= stop, at cg_max iterations, or when the
+    curvature of a direction is not positive (rounding at the null space). Returns the iterations.
+    One compiled call: in numpy an iteration was a dozen calls, several times its two mat-vecs at
+    n <= 1000. Serial: the solver runs numpy's BLAS on one thread as well."""
+    n, m = K.shape
+    x[:] = 0.0
+    z = res / diag
+    d = z.copy()
+    rz = res @ z
+    ud, t, Md = np.empty(n), np.empty(m), np.empty(n)
+    for k in range(1, cg_max + 1):
+        for i in range(n):
+            ud[i] = u[i] * d[i]
+        t[:] = 0.0
+        for i in range(n):  # t = (u d) K, row by row (K read once, contiguous)
+            udi, row = ud[i], K[i]
+            for j in range(m):
+                t[j] += udi * row[j]
+        for j in range(m):
+            t[j] *= w[j]
+        curvature = 0.0
+        for i in range(n):  # Md = rows d - u (K t)
+            row, s = K[i], 0.0
+            for j in range(m):
+                s += row[j] * t[j]
+            Md[i] = rows[i] * d[i] - u[i] * s
+            curvature += d[i] * Md[i]
+        if not curvature > 0.0:
+            return k
+        alpha = rz / curvature
+        rr = 0.0
+        for i in range(n):
+            x[i] += alpha * d[i]
+            res[i] -= alpha * Md[i]
+            rr += res[i] * res[i]
+        if np.sqrt(rr) <= stop:
+            return k
+        rz_old, rz = rz, 0.0
+        for i in range(n):
+            z[i] = res[i] / diag[i]
+            rz += res[i] * z[i]
+        beta = rz / rz_old
+        for i in range(n):
+            d[i] = z[i] + beta * d[i]
+    return cg_max
+
+
+@njit(cache=True, fastmath=FAST)
+def scaled_softmin(K, side, pot, log_w, eps, absorbed, other, sum_min, T):
+    """T <- -eps log sum_j w_j exp((pot_j - C_ij) / eps) by :func:`scaled_lse` with h = log w +
+    pot / eps, T on entry giving the shift: the whole soft-min of a small problem in one call
+    (in numpy its arithmetic around the mat-vec was four more calls). Returns as scaled_lse; T is
+    untouched unless 1."""
+    h = log_w + pot / eps
+    lse = T / -eps
+    done = scaled_lse(K, side, h, absorbed, other, sum_min, lse)
+    if done == 1:
+        for i in range(T.shape[0]):
+            T[i] = -eps * lse[i]
+    return done
+
+
+@njit(cache=True, fastmath=FAST)
+def marginal_error(a, f, T, eps, clip):
+    """sum_i |a_i expm1(min((f_i - T_i) / eps, clip))|: the L1 error of the marginal a exp((f -
+    T) / eps) of the plan of (f, g), T the soft-min of g."""
+    err = 0.0
+    for i in range(a.shape[0]):
+        err += abs(a[i] * np.expm1(min((f[i] - T[i]) / eps, clip)))
+    return err

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import sinkhorn as _sk
-from ._kernels import scaled_square_rows
+from ._kernels import flushed_plan, newton_cg, scaled_square_rows
 
 NEWTON_AFTER = 30      # plain iterations at the final reg first: easy problems finish there, and
                        # Newton's quadratic model is poor far from the solution
@@ -37,6 +37,9 @@ DIAG_MIN = 1e-6        # Jacobi preconditioner: diagonal entries below this time
 PROGRESS_STEPS = 3     # Newton steps that must halve the best marginal error, or plain steps take
 PROGRESS_GAIN = 0.5    # over (Phi can creep up along a near-null mode while the error stalls)
 COLUMN_SLACK = 0.1     # the columns of a Newton point must be exact to this fraction of tol x mass
+PLAN_MAX_PAIRS = 2**22  # up to this size CG runs on the plan itself, entries below PLAN_TINY x the
+PLAN_TINY = 1e-100      # mass flushed to 0 (products of two stay far from subnormal: those cost
+                        # 2-3x per operation); above PLAN_MAX_PAIRS, on the kept kernel
 STEP_MAX = 20.0        # a step moves f by at most this many reg (spread of d): the plan changes by
                        # e^20 at most, the quadratic model says nothing about larger moves (CG's
                        # iterates can be huge along near-null modes: nearly uncoupled points)
@@ -55,7 +58,8 @@ class _Point(NamedTuple):
 
 
 class Problem(NamedTuple):
-    """The data of a Newton phase: cost operand, weights (and logs, 1/b with 0 for b = 0), reg, tol x mass."""
+    """The data of a Newton phase: cost operand, weights (and logs, 1/b with 0 for b = 0), reg,
+    tol x mass, and the buffer of the flushed plan for CG (empty (0, 0) above PLAN_MAX_PAIRS)."""
     cost: object
     a: np.ndarray
     b: np.ndarray
@@ -64,6 +68,7 @@ class Problem(NamedTuple):
     inv_b: np.ndarray
     reg: float
     tol_mass: float
+    plan: np.ndarray
 
 
 def available(cost, reg_m, tol):
@@ -97,30 +102,20 @@ def _point(prob, f, T_g):
 def _direction(prob, p, forcing, cg_max):
     """Preconditioned CG on (diag(P 1) - P diag(1/b) P^T) d = eps (a - P 1); (d, iterations)."""
     K, u, v, rows = p.K, p.u, p.v, p.rows
-    w = v * v * prob.inv_b  # P diag(1/b) P^T = diag(u) K diag(w) K^T diag(u)
+    if prob.plan.size:
+        flushed_plan(K, u, v, PLAN_TINY * prob.a.sum(), prob.plan)
+        K, u, w = prob.plan, np.ones(len(u)), prob.inv_b
+    else:
+        w = v * v * prob.inv_b  # P diag(1/b) P^T = diag(u) K diag(w) K^T diag(u)
     diag = np.empty(len(rows))
     scaled_square_rows(K, u, w, diag)
     diag = rows - diag
     diag = np.where(diag > DIAG_MIN * rows, diag, np.where(rows > 0, rows, 1.0))
     res = prob.reg * (prob.a - rows)
-    x = np.zeros_like(res)
     stop = forcing * math.sqrt(res @ res)
-    z = res / diag
-    d, rz = z.copy(), res @ z
-    for k in range(1, cg_max + 1):
-        Md = rows * d - u * (K @ (w * ((u * d) @ K)))
-        curvature = d @ Md
-        if not curvature > 0:  # rounding at the null space (constants): stop with x
-            return x, k
-        alpha = rz / curvature
-        x += alpha * d
-        res -= alpha * Md
-        if math.sqrt(res @ res) <= stop:
-            return x, k
-        z = res / diag
-        rz, rz_old = res @ z, rz
-        d = z + (rz / rz_old) * d
-    return x, cg_max
+    x = np.empty_like(res)
+    k = newton_cg(K, u, w, rows, diag, res, stop, cg_max, x)
+    return x, k
 
 
 def _line_search(prob, p, d, T_g, max_trials):
@@ -160,8 +155,9 @@ def newton(cost, a, b, f, reg, tol, budget, floor):
     """Newton phase from f at the target reg, within ``budget`` (>= 1) iterations of work."""
     log_a, log_b = _sk._log(a), _sk._log(b)
     mass = float(a.sum())
+    plan = np.empty((len(a), len(b)) if len(a) * len(b) <= PLAN_MAX_PAIRS else (0, 0))
     prob = Problem(cost, a, b, log_a, log_b, np.divide(1.0, b, out=np.zeros_like(b), where=b > 0), reg,
-                   tol * mass)
+                   tol * mass, plan)
     T_g = np.zeros(len(b))
     _sk._softmin(cost, 1, f, log_a, reg, T_g)  # the shifts of the first pass
     p, work = _point(prob, f, T_g), 1

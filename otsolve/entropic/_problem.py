@@ -66,6 +66,16 @@ class MatrixCost:
         if self.K is not None:  # K_ij = exp(h_j - C_ij / eps - lse_i) (side 0), or transposed
             self._absorb(side, h, -lse, inv_reg)
 
+    def compiled_softmin(self, side, pot, log_w, eps, T):
+        """The soft-min of :func:`sinkhorn._softmin` in one compiled call, if the kept kernel is
+        at this eps and small (COMPILED_MAX_PAIRS) and every line is safe; False otherwise (T
+        untouched: the caller takes the general path)."""
+        if self.K is None or self.K.size > COMPILED_MAX_PAIRS or 1.0 / eps != self.inv_reg:
+            return False
+        absorbed, other = (self.hG, self.hF) if side == 0 else (self.hF, self.hG)
+        return _kernels.scaled_softmin(self.K, side, pot, log_w, eps, absorbed, other, KERNEL_SUM_MIN,
+                                       T) == 1
+
     def _absorb(self, side, h, h_other, inv_reg):
         """Record the potentials and eps of K: h on the side summed over, h_other on the other;
         zero weights (h = -inf) have zero kernel lines, their potential is recorded as 0."""
@@ -191,6 +201,10 @@ class PointCost:
                 _cost_matrix(x, y, code, p, C)  # the same costs (to rounding) as the passes
             self.dense = MatrixCost(C, shift)
             self.offset, self.max_abs = self.dense.offset, self.dense.max_abs
+
+    def compiled_softmin(self, side, pot, log_w, eps, T):
+        """As :meth:`MatrixCost.compiled_softmin` on the dense matrix; False without one."""
+        return self.dense is not None and self.dense.compiled_softmin(side, pot, log_w, eps, T)
 
     def softmin(self, side, h, inv_reg, lse):
         if self.dense is not None:

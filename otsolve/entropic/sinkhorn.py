@@ -15,7 +15,7 @@ from .._threads import threads_for
 from .._validation import (check_balanced, check_count, check_entropic_masses, check_point_clouds,
                            check_positive, check_problem, check_weights)
 from . import _newton
-from ._kernels import is_symmetric
+from ._kernels import is_symmetric, marginal_error
 from ._problem import MatrixCost, PointCost
 
 DEFAULT_MAX_ITER = 10_000
@@ -33,6 +33,10 @@ FLOOR_SPAN = 100         # at the final reg, this many iterations without a 10% 
 FLOOR_GAIN = 0.9         # error (slow convergence gains that in 100 iterations at contraction
                          # 0.999), while it is below FLOOR_ULPS ulps of (|C| + |f| + |g|) / reg
 FLOOR_ULPS = 16.0        # times the mass, is the float64 precision floor: the run stops there
+LADDER_MIN_RATIO = 256.0  # alternating Sinkhorn anneals only when reg is below the spread of the costs
+                          # over this: above it plain iterations from zero need as many or fewer
+                          # (2-D clouds, n = 64..1000: 16 against 20 at 1/32, 41 against 48 at 1/200;
+                          # 136 against 96 at 1/1000)
 SANITY = 10.0            # a converged run whose evaluated plan misses its marginals by more than
                          # this times tol (plus the floor) is a NUMERICAL_ERROR
 
@@ -73,11 +77,12 @@ def _check_options(reg, tol, max_iter, eps_scaling, reg_m):
     return reg, tol, max_iter, bool(eps_scaling), reg_m
 
 
-def _schedule(scale, reg, eps_scaling):
+def _schedule(scale, reg, eps_scaling, min_ratio=1.0):
     """Geometric annealing of reg from the cost scale down to the target (Schmitzer 2019):
-    scale * 2^-k, then reg. eps halves exactly between annealing levels (a kept Gibbs kernel is
-    then squared, not recomputed); the last step, by a factor in (1, 2], rebuilds it exactly."""
-    if not eps_scaling or scale <= reg:
+    scale * 2^-k, then reg; none when reg >= scale / min_ratio. eps halves exactly between
+    annealing levels (a kept Gibbs kernel is then squared, not recomputed); the last step, by a
+    factor in (1, 2], rebuilds it exactly."""
+    if not eps_scaling or scale <= min_ratio * reg:
         return [reg]
     levels = int(math.ceil(math.log2(scale / reg)))
     return [scale * 0.5 ** k for k in range(levels)] + [reg]
@@ -91,6 +96,8 @@ def _log(w):
 def _softmin(cost, side, pot, log_w, eps, T):
     """T <- -eps * log sum_j w_j exp((pot_j - c_ij) / eps), the c-transform softened by eps;
     T holds the previous result on entry, which serves as the shift of the exponentials."""
+    if cost.compiled_softmin(side, pot, log_w, eps, T):
+        return
     lse = T / -eps
     cost.softmin(side, log_w + pot / eps, 1.0 / eps, lse)
     T[:] = -eps * lse
@@ -99,9 +106,9 @@ def _softmin(cost, side, pot, log_w, eps, T):
 def _row_error(a, f, T, eps, reg_m):
     """L1 violation of the first-order condition on the rows of the plan of (f, g), where
     T = softmin(g): rows are a exp((f - T)/eps), their target a (balanced) or a exp(-f/reg_m)."""
-    d = np.minimum((f - T) / eps, EXP_CLIP)
     if math.isinf(reg_m):
-        return float(np.abs(a * np.expm1(d)).sum())
+        return _marginal_error(a, f, T, eps)
+    d = np.minimum((f - T) / eps, EXP_CLIP)
     return float(np.abs(a * (np.exp(d) - _exp_clip(-f / reg_m))).sum())
 
 
@@ -162,7 +169,7 @@ def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
     log_a, log_b = _log(a), _log(b)
     f, g = (np.zeros(len(a)), np.zeros(len(b))) if init is None else init
     T_f, T_g = f.copy(), g.copy()
-    schedule = _schedule(cost.scale, reg, eps_scaling)
+    schedule = _schedule(cost.scale, reg, eps_scaling, LADDER_MIN_RATIO)
     mass = float(a.sum())
     relax, floor = _Relaxation(mass), _Floor(cost, reg, mass, tol)
     n_iter, err, at = 0, math.inf, schedule[0]
@@ -194,7 +201,9 @@ def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
                 if floor.reached(err, f, g):
                     f, g = best[1], best[2]
                     return _Run(f, _close(cost, a, b, f, reg, reg_m, T_g), n_iter, False, reg, True)
-                restore = relax.update(err, f, g)
+                # not the error of the zero potentials (no annealing): it scales with the mass
+                # squared, and the contraction read from it would too
+                restore = relax.update(err, f, g) if n_iter or init is not None else None
                 if restore is not None:
                     f, g = restore
                     continue
@@ -278,7 +287,7 @@ def _iterate_symmetric(cost, a, reg, tol, max_iter, eps_scaling):
 
 def _marginal_error(a, f, T, eps):
     """L1 error of the marginal a exp((f - T) / eps) of the plan of (f, g), T = softmin(g)."""
-    return float(np.abs(a * np.expm1(np.minimum((f - T) / eps, 700.0))).sum())
+    return marginal_error(a, f, T, eps, EXP_CLIP)
 
 
 def _mass_shift(a, b, f, g, reg_m):
@@ -401,7 +410,8 @@ def sinkhorn(C, a=None, b=None, *, reg, tol=1e-9, max_iter=DEFAULT_MAX_ITER, eps
         phase at the target reg (balanced, after 30 plain iterations there: see
         ``docs/entropic.md``) a conjugate-gradient iteration or a trial point counts as one.
     eps_scaling : bool, default True
-        Anneal reg geometrically (factor 1/2 per iteration) from ``max(C) - min(C)``.
+        Anneal reg geometrically (factor 1/2 per iteration) from ``max(C) - min(C)`` when reg is
+        below 1/256 of that spread (above, plain iterations need no more).
     reg_m : float, optional
         Marginal relaxation :math:`\rho`; None or inf gives balanced OT.
 
