@@ -257,23 +257,27 @@ def _hierarchy(x, w, depths):
 
 def _grid_levels(index, a, b, shape, step, code, p):
     """Levels (finest first) of two histograms on one grid by 2x2(x2) pooling, down to at most
-    2**COARSE_DEPTH cells: a level's nodes are its cells with mass (in C order), at the centre
-    of their block of pixels, so that costs depend only on index offsets. Also the pixel of
-    each finest-level node of a and b."""
+    2**COARSE_DEPTH cells: a level's nodes are its cells with mass, in Morton (Z) order (cells
+    near on the grid are near in memory, as the k-d order does for clouds), at the centre of
+    their block of pixels, so that costs depend only on index offsets. Also the pixel of each
+    finest-level node of a and b."""
     shape = np.asarray(shape)
-    rows, cols = np.flatnonzero(a > 0), np.flatnonzero(b > 0)
     count = 1
     while np.prod(-(-shape // 2 ** (count - 1))) > 2 ** COARSE_DEPTH:
         count += 1
     centre = (shape - 1) / 2
-    sides = []
-    for pixels, w in ((rows, a), (cols, b)):
-        cells, mass, up = [index[pixels]], [w[pixels]], []
-        for level in range(1, count):
-            grid = -(-shape // 2 ** level)
-            linear, inverse = np.unique(np.ravel_multi_index((cells[-1] >> 1).T, grid), return_inverse=True)
+    sides, pixels = [], []
+    for w in (a, b):
+        alive = np.flatnonzero(w > 0)
+        key = _morton(index[alive])
+        order = np.argsort(key, kind="stable")
+        alive, key = alive[order], key[order]
+        pixels.append(alive)
+        cells, mass, up = [index[alive]], [w[alive]], []
+        for _ in range(1, count):  # a parent's Morton key is its children's without their last bits
+            key, first, inverse = np.unique(key >> len(shape), return_index=True, return_inverse=True)
             up.append(inverse.reshape(-1))
-            cells.append(np.stack(np.unravel_index(linear, grid), axis=1))
+            cells.append(cells[-1][first] >> 1)
             mass.append(np.bincount(up[-1], mass[-1]))
         sides.append((cells, mass, up + [None]))
     (cells_x, mass_x, up_x), (cells_y, mass_y, up_y) = sides
@@ -288,7 +292,17 @@ def _grid_levels(index, a, b, shape, step, code, p):
                              _table_costs(ix, iy, table, code, p), _grid_blocks(ix, iy, xl, yl, grid, width, step,
                                                                                 centre),
                              _offset_neighbours(ix, len(iy), grid)))
-    return levels, rows, cols
+    return levels, pixels[0], pixels[1]
+
+
+def _morton(index):
+    """Morton (Z-order) keys of integer grid indices (n, d): their bits interleaved."""
+    d = index.shape[1]
+    key = np.zeros(len(index), np.int64)
+    for bit in range(int(index.max(initial=0)).bit_length()):
+        for dim in range(d):
+            key |= ((index[:, dim] >> bit) & 1) << (bit * d + d - 1 - dim)
+    return key
 
 
 def _table_costs(ix, iy, table, code, p):
@@ -369,9 +383,8 @@ def _solve_levels(levels, x, y, a, b, rows, cols, code, p, scale, max_iter, stat
             budget -= stats.pivots[-1]
         if not finished:
             return _stopped_result(levels, k, tree, x, y, a, b, rows, cols, code, p, scale, max_iter, stats)
-    parent, flow, pi, tcost = tree
-    n, m = len(rows), len(cols)
-    return _certified_result(x, y, a, b, rows, cols, code, p, scale, _support(parent, flow, tcost, n, m),
+    n, m, pi = len(rows), len(cols), tree[2]
+    return _certified_result(x, y, a, b, rows, cols, code, p, scale, _support(tree, n, m),
                              pi[:n], pi[n:n + m], stats)
 
 
@@ -379,10 +392,10 @@ def _prolong(tree, fine, coarse):
     """Candidate arcs of a finer level (as keys i * m + j) and its warm duals from the coarse
     solution: the children of the coarse plan's support, widened by the coarse level's
     neighbourhood."""
-    parent, flow, pi, tcost = tree
+    pi = tree[2]
     nc, mc = len(coarse.a), len(coarse.b)
     f0, g0 = pi[:nc][fine.up_x], pi[nc:nc + mc][fine.up_y]
-    src, dst = coarse.widen(*_support(parent, flow, tcost, nc, mc)[:2])
+    src, dst = coarse.widen(*_support(tree, nc, mc)[:2])
     x_ptr, x_members = _members(fine.up_x, nc)
     y_ptr, y_members = _members(fine.up_y, mc)
     size = int(np.sum(np.diff(x_ptr)[src] * np.diff(y_ptr)[dst]))
@@ -391,8 +404,9 @@ def _prolong(tree, fine, coarse):
     return rows * len(fine.b) + cols, (f0, g0)
 
 
-def _support(parent, flow, tcost, n, m):
-    """(rows, cols, flows, costs) of the real tree arcs carrying flow."""
+def _support(tree, n, m):
+    """(rows, cols, flows, costs) of the real arcs carrying flow in a tree (parent, flow, pi, tcost)."""
+    parent, flow, _, tcost = tree
     node = np.flatnonzero((parent[:n + m] >= 0) & (parent[:n + m] < n + m) & (flow[:n + m] > 0))
     src = np.where(node < n, node, parent[node])
     dst = np.where(node < n, parent[node], node) - n
@@ -409,14 +423,14 @@ class _Pricer:
             (self.y_order, self.y_ptr, self.y_sorted, self.y_lo, self.y_hi) = cells
         self.y_sorted_t = np.ascontiguousarray(self.y_sorted.T)
 
-    def violating(self, f, g, parent, flow, threshold):
+    def violating(self, f, g, tree, threshold):
         """Keys i * m + j of each row's k pairs of least reduced cost below ``threshold``, or None."""
         n, m = len(f), len(g)
         best_cols, best_rc = np.empty((n, self.k), np.int64), np.empty((n, self.k))
         counts = np.empty(n, np.int64)
         fs, gs = f[self.x_order], g[self.y_order]
         if self.code == SQEUCLIDEAN:
-            x_slope, y_slope = self._slopes(parent, flow)
+            x_slope, y_slope = self._slopes(tree)
             _sk.price_cells_sq(self.x_sorted, self.x_ptr, (self.x_lo + self.x_hi) / 2, (self.x_hi - self.x_lo) / 2,
                                x_slope, self.y_sorted_t, self.y_ptr, (self.y_lo + self.y_hi) / 2,
                                (self.y_hi - self.y_lo) / 2, y_slope, fs, gs, threshold, best_cols, best_rc, counts)
@@ -428,11 +442,11 @@ class _Pricer:
         found = best_cols.ravel() >= 0
         return self.x_order[np.repeat(np.arange(n), self.k)[found]] * m + self.y_order[best_cols.ravel()[found]]
 
-    def _slopes(self, parent, flow):
+    def _slopes(self, tree):
         """Per cell, twice the mean barycentric partner under the tree's plan (the gradient of
         |x|^2 - f at an optimum); any slope gives a valid bound, a good one a tight bound."""
         n, m = self.xl.shape[0], self.yl.shape[0]
-        src, dst, mass, _ = _support(parent, flow, flow, n, m)
+        src, dst, mass, _ = _support(tree, n, m)
         out = []
         for pts, other, mine, theirs, order, ptr in ((self.xl, self.yl, src, dst, self.x_order, self.x_ptr),
                                                       (self.yl, self.xl, dst, src, self.y_order, self.y_ptr)):
@@ -519,7 +533,7 @@ def _solve_level(level, code, p, tol, keys, warm, stats, budget):
         rounds += 1
         if not finished or rounds > MAX_ROUNDS or n * m == len(cols):
             break
-        new = pricer.violating(pi[:n], pi[n:n + m], parent, flow, -tol)
+        new = pricer.violating(pi[:n], pi[n:n + m], (parent, flow, pi, tcost), -tol)
         stats.seconds["pricing"] += time.perf_counter() - start
         if new is None:
             break
@@ -538,14 +552,14 @@ def _stopped_result(levels, k, tree, x, y, a, b, rows, cols, code, p, scale, max
     """The result of a solve whose pivot budget ran out at level k: a feasible plan (the finest
     tree's when it carries no artificial flow, else the north-west corner rule over the finest
     level's order, with the tightest f for g = 0), status MAX_ITER."""
-    parent, flow, pi, tcost = tree
+    parent, flow, pi, _ = tree
     finest = levels[0]
     n, m = len(finest.a), len(finest.b)
     artificial = flow[:n + m][parent[:n + m] == n + m].sum()
     where = (f"the pivot budget max_iter={max_iter} ran out at level {k} of {len(levels)} (0 is the finest; "
              f"{len(levels[k].a)} x {len(levels[k].b)} clusters)")
     if k == 0 and artificial <= ARTIFICIAL_FLOW_RTOL * finest.a.sum():
-        arcs, f, g = _support(parent, flow, tcost, n, m), pi[:n], pi[n:n + m]
+        arcs, f, g = _support(tree, n, m), pi[:n], pi[n:n + m]
         where += "; the plan is the last feasible tree's, not optimal"
     else:
         src, dst, mass = (np.empty(n + m - 1, dt) for dt in (np.int64, np.int64, float))
