@@ -176,6 +176,8 @@ def test_grid_matches_highs_with_sparse_images():
     a, b = A.ravel() / A.sum(), B.ravel() / B.sum()
     assert res.value_linear == pytest.approx(lp_transport(C, a, b)[0], rel=VALUE_RTOL)
     assert_certified(res, C, a, b)
+    plain = otsolve.wasserstein_grid(A, B, multiscale=False, max_iter=10**6)  # the pixels as a point cloud
+    assert plain.value == pytest.approx(res.value, rel=VALUE_RTOL) and plain.success
 
 
 def test_grid_neighbourhood_by_index_offsets(monkeypatch):
