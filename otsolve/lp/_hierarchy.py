@@ -155,10 +155,9 @@ def grid_levels(index, a, b, shape, step, code, p):
         ix, iy = cells_x[level], cells_y[level]
         xl, yl = (np.ascontiguousarray((i * width + (width - 1) / 2 - centre) * step) for i in (ix, iy))
         table = np.ascontiguousarray((np.arange(grid.max())[None, :] * (width * step)[:, None]) ** 2)
+        cells = _grid_blocks(ix, iy, xl, yl, grid, width, step, centre)
         levels.append(Level(xl, yl, mass_x[level], mass_y[level], up_x[level], up_y[level],
-                             _table_costs(ix, iy, table, code, p), _grid_blocks(ix, iy, xl, yl, grid, width, step,
-                                                                                centre),
-                             _offset_neighbours(ix, len(iy), grid)))
+                            _table_costs(ix, iy, table, code, p), cells, _offset_neighbours(ix, len(iy), grid)))
     return levels, pixels[0], pixels[1]
 
 

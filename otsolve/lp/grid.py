@@ -66,8 +66,9 @@ def wasserstein_grid(A, B, *, p=2, spacing=1.0, multiscale=None, max_iter=None):
         multiscale = A.size ** 2 > MULTISCALE_MIN_PAIRS
     if not multiscale:
         options = {} if max_iter is None else {"max_iter": max_iter}
-        return wasserstein(_pixel_centres(A.shape, step), _pixel_centres(A.shape, step), A.ravel() / A.sum(),
-                           B.ravel() / B.sum(), p=p, multiscale=False, **options)
+        centres = _pixel_centres(A.shape, step)
+        return wasserstein(centres, centres, A.ravel() / A.sum(), B.ravel() / B.sum(), p=p, multiscale=False,
+                           **options)
     res = solve_grid(A, B, p=p, spacing=step, max_iter=max_iter)[0]
     return dataclasses.replace(res, value=max(res.value, 0.0) ** (1.0 / p))
 
