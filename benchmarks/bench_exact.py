@@ -3,7 +3,9 @@
     python benchmarks/bench_exact.py            # one pair 100..1000, dense 500..5000, lazy, warm starts, batch
     python benchmarks/bench_exact.py --large    # adds dense 10000 and lazy 50000
     python benchmarks/bench_exact.py --quick    # small sizes, a smoke run
-    python benchmarks/bench_exact.py --multiscale [--large]   # only the multiscale clouds and grids
+    python benchmarks/bench_exact.py --multiscale [--large] [--stretch]   # only the multiscale clouds and grids
+        (--large: clouds to n = 100,000, grids to 128x128 with POT on GRID_POT_CLASSES_128;
+         --stretch: 256x256 grids, otsolve only)
 
 Data: two 2-D Gaussian clouds (the second shifted and stretched), squared Euclidean cost scaled to
 [0, 1]. Times are wall-clock medians; the first otsolve call (Numba compilation, cached to disk
@@ -23,6 +25,8 @@ import scipy.sparse
 
 import otsolve
 from otsolve.lp import exact_points
+from otsolve.bench import problems
+from otsolve.lp.grid import solve_grid
 from otsolve.lp.multiscale import solve_multiscale
 from otsolve.bench.measure import timed
 from otsolve.bench.report import print_table as table
@@ -197,53 +201,46 @@ def bench_multiscale(sizes, pot_max):
         print(f"scaling exponent of the multiscale time in n (least squares, log-log): {slope:.2f}")
 
 
-def grid_image(kind, res, rng):
-    """DOTmark-like test images (Schrieber et al. 2017, generated in spirit)."""
-    if kind == "WhiteNoise":
-        return rng.random((res, res))
-    if kind.startswith("GRF"):  # Gaussian random field: white noise smoothed in Fourier space
-        width = {"GRFrough": res / 64, "GRFmoderate": res / 16, "GRFsmooth": res / 4}[kind]
-        k = np.fft.fftfreq(res)[:, None] ** 2 + np.fft.fftfreq(res)[None, :] ** 2
-        field = np.real(np.fft.ifft2(np.fft.fft2(rng.normal(size=(res, res))) * np.exp(-2 * np.pi**2 * width**2 * k)))
-        return field - field.min()
-    if kind == "CauchyDensity":
-        i, j = np.meshgrid(np.arange(res), np.arange(res), indexing="ij")
-        out = np.zeros((res, res))
-        for _ in range(3):
-            ci, cj, s = rng.random() * res, rng.random() * res, res * (0.02 + 0.1 * rng.random())
-            out += 1 / (1 + ((i - ci) ** 2 + (j - cj) ** 2) / s**2) ** 1.5
-        return out
-    i, j = np.meshgrid(np.linspace(-1, 1, res), np.linspace(-1, 1, res), indexing="ij")  # Shapes
-    ci, cj, r = rng.uniform(-0.5, 0.5, 3)
-    return ((i - ci) ** 2 + (j - cj) ** 2 < (0.3 + 0.3 * abs(r)) ** 2).astype(float)
-
-
-def bench_grids(resolutions, kinds, pot_max):
-    """wasserstein_grid vs POT's dense emd2 on DOTmark-like image pairs (squared Euclidean)."""
-    rows = []
+def bench_grids(resolutions, kinds, pot_max, pot_kinds=None, points_max=None):
+    """wasserstein_grid's multiscale solve (grid hierarchy) vs the same grids as point clouds
+    (k-d hierarchy) vs POT's dense emd2, on DOTmark-like image pairs (otsolve.bench.problems),
+    squared Euclidean cost on the unit square. POT runs once per class up to ``pot_max`` (for
+    ``pot_kinds`` at that size: its cost matrix is 2 GiB at 128x128)."""
+    rows, times = [], {}
     for res in resolutions:
         for kind in kinds:
-            rng = np.random.default_rng(res)
-            A, B = grid_image(kind, res, rng), grid_image(kind, res, rng)
-            z = np.stack(np.meshgrid(np.arange(res), np.arange(res), indexing="ij"), -1).reshape(-1, 2).astype(float)
-            a, b = A.ravel() / A.sum(), B.ravel() / B.sum()
-            # the solve of wasserstein_grid(A, B), called directly for its statistics
-            t_ours, (out, stats) = timed(lambda: solve_multiscale(z, z, a, b))
+            problem = problems.grid_pair(kind, res)
+            A, B = problem.a.reshape(res, res), problem.b.reshape(res, res)
+            repeats = 3 if res <= 64 else 1
+            t_grid, (out, stats) = timed(lambda: solve_grid(A, B, spacing=1.0 / res), repeats)
+            times.setdefault(kind, []).append(t_grid)
+            old = ("-", "-")
+            if points_max is None or res <= points_max:
+                t_points, _ = timed(lambda: solve_multiscale(problem.x, problem.y, problem.a, problem.b), repeats)
+                old = (f"{t_points:.2f}", f"{t_grid / t_points:.2f}")
             pot = ("-", "-", "-")
-            if res <= pot_max:
-                C = otsolve.cost_matrix(z, z)
-                t_pot, pot_value = timed(lambda: ot.emd2(a, b, C, numItermax=10**10))
+            if res < pot_max or (res == pot_max and (pot_kinds is None or kind in pot_kinds)):
+                C = otsolve.cost_matrix(problem.x, problem.y)
+                t_pot, pot_value = timed(lambda: ot.emd2(problem.a, problem.b, C, numItermax=10**10),
+                                         repeats if res <= 64 else 1)
                 del C
-                pot = (f"{t_pot:.1f}", f"{t_ours / t_pot:.3f}", f"{out.value - pot_value:.1e}")
-            rows.append((f"{res}x{res}", kind, f"{t_ours:.2f}", *pot, len(stats.sizes), stats.arcs[-1],
+                pot = (f"{t_pot:.1f}", f"{t_grid / t_pot:.3f}", f"{out.value - pot_value:.1e}")
+            rows.append((f"{res}x{res}", kind, f"{t_grid:.2f}", *old, *pot, len(stats.sizes), stats.arcs[-1],
                          sum(stats.pivots), stats.rounds[-1], phases(stats), f"{out.max_dual_violation:.0e}",
                          str(out.status)))
-    table("wasserstein_grid (multiscale) on DOTmark-like images (seconds; ratio = otsolve / POT dense emd2)",
-          ["grid", "class", "otsolve", "POT emd2", "ratio", "value-POT", "levels", "arcs kept", "pivots",
-           "rounds", "phases h/c/s/p/cert", "dual viol.", "status"], rows)
+    table("wasserstein_grid (multiscale on the grid hierarchy) on DOTmark-like images (seconds; "
+          "points = the same grids as clouds, k-d hierarchy; POT = dense emd2; same data)",
+          ["grid", "class", "grid", "points", "grid/points", "POT emd2", "grid/POT", "value-POT", "levels",
+           "arcs kept", "pivots", "rounds", "phases h/c/s/p/cert", "dual viol.", "status"], rows)
+    if len(resolutions) > 1:
+        pixels = np.log(np.square(resolutions))
+        slopes = {kind: np.polyfit(pixels, np.log(t), 1)[0] for kind, t in times.items()}
+        print("scaling exponent of the grid time in the number of pixels (log-log, per class): "
+              + ", ".join(f"{kind} {slope:.2f}" for kind, slope in slopes.items()))
 
 
-GRID_CLASSES = ["WhiteNoise", "GRFrough", "GRFmoderate", "GRFsmooth", "CauchyDensity", "Shapes"]
+GRID_CLASSES = ["whitenoise", "grf-rough", "grf-moderate", "grf-smooth", "loggrf", "cauchy", "shapes"]
+GRID_POT_CLASSES_128 = ["whitenoise", "grf-moderate", "cauchy"]  # POT's 2 GiB matrix: a few classes only
 
 
 def main():
@@ -251,6 +248,7 @@ def main():
     parser.add_argument("--large", action="store_true", help="add dense n=10000 and lazy n=50000")
     parser.add_argument("--quick", action="store_true", help="small sizes only")
     parser.add_argument("--multiscale", action="store_true", help="only the multiscale clouds and grids")
+    parser.add_argument("--stretch", action="store_true", help="with --multiscale: 256x256 grids (otsolve only)")
     args = parser.parse_args()
     start = time.perf_counter()
     otsolve.exact(np.random.default_rng(0).random((30, 30)))
@@ -260,8 +258,11 @@ def main():
     otsolve.wasserstein_grid(np.ones((20, 20)), np.ones((20, 20)), multiscale=True)
     print(f"first calls (Numba compile or cache load): {time.perf_counter() - start:.1f} s")
     if args.multiscale:
-        bench_multiscale([5000, 10000, 20000] + ([50000] if args.large else []), pot_max=10000)
-        bench_grids([32, 64] + ([128] if args.large else []), GRID_CLASSES, pot_max=128 if args.large else 64)
+        bench_multiscale([5000, 10000, 20000] + ([50000, 100000] if args.large else []), pot_max=10000)
+        bench_grids([32, 64] + ([128] if args.large else []), GRID_CLASSES, pot_max=128 if args.large else 64,
+                    pot_kinds=GRID_POT_CLASSES_128)
+        if args.stretch:
+            bench_grids([256], GRID_CLASSES, pot_max=0, points_max=128)
         return
     if args.quick:
         bench_multiscale([2000], pot_max=2000)
@@ -278,7 +279,8 @@ def main():
     bench_warm(2000)
     bench_batch(256, 64)
     bench_multiscale([5000, 10000, 20000] + ([50000] if args.large else []), pot_max=10000)
-    bench_grids([32, 64] + ([128] if args.large else []), GRID_CLASSES, pot_max=128 if args.large else 64)
+    bench_grids([32, 64] + ([128] if args.large else []), GRID_CLASSES, pot_max=128 if args.large else 64,
+                pot_kinds=GRID_POT_CLASSES_128)
 
 
 if __name__ == "__main__":

@@ -38,8 +38,9 @@ def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean"
         refused).
     multiscale : bool, optional
         Solve by :func:`otsolve.lp.exact_multiscale` (sparse coarse-to-fine network simplex,
-        certified over all pairs; memory O(n + m + arcs)). By default when there are more than
-        ``MULTISCALE_MIN_PAIRS`` pairs, ``lazy`` is not False and no other option is given.
+        certified over all pairs; memory O(n + m + arcs); ``max_iter`` is its only option). By
+        default when there are more than ``MULTISCALE_MIN_PAIRS`` pairs, ``lazy`` is not False
+        and no other option is given.
 
     Returns
     -------
@@ -69,10 +70,11 @@ def wasserstein(x, y, a=None, b=None, *, p=2, method="exact", metric="euclidean"
     if multiscale is None:
         multiscale = lazy is not False and not options and x.shape[0] * y.shape[0] > MULTISCALE_MIN_PAIRS
     if multiscale:
-        if options:
-            raise TypeError(f"wasserstein(..., multiscale=True) takes no solver options; got "
-                            f"{', '.join(sorted(options))} (use multiscale=False)")
-        res = exact_multiscale(x, y, a, b, p=p, metric=metric)
+        unknown = set(options) - {"max_iter"}
+        if unknown:
+            raise TypeError(f"wasserstein(..., multiscale=True) takes only max_iter; got "
+                            f"{', '.join(sorted(unknown))} (use multiscale=False)")
+        res = exact_multiscale(x, y, a, b, p=p, metric=metric, **options)
         return dataclasses.replace(res, value=max(res.value, 0.0) ** (1.0 / p))
     if lazy is None:
         lazy = x.shape[0] * y.shape[0] > DENSE_MAX_ENTRIES

@@ -3,9 +3,11 @@ closed forms; the certificate is checked over all pairs with a dense cost matrix
 import numpy as np
 import pytest
 import scipy.sparse
+import scipy.stats
 
 import otsolve
 from otsolve.lp import exact_multiscale
+from otsolve.lp.grid import solve_grid
 from otsolve.lp.multiscale import solve_multiscale
 from oracles import lp_transport, wasserstein_1d
 
@@ -111,8 +113,10 @@ def test_wasserstein_dispatch_and_options():
     assert multi.value_linear == pytest.approx(plain.value ** 2, rel=VALUE_RTOL)
     with pytest.raises(TypeError, match="multiscale"):
         otsolve.wasserstein(x, y, multiscale="yes")
-    with pytest.raises(TypeError, match="max_iter"):
-        otsolve.wasserstein(x, y, multiscale=True, max_iter=3)
+    with pytest.raises(TypeError, match="takes only max_iter; got warm_start"):
+        otsolve.wasserstein(x, y, multiscale=True, warm_start=(np.zeros(400), np.zeros(300)))
+    with pytest.warns(otsolve.ConvergenceWarning, match="max_iter=3"):
+        assert otsolve.wasserstein(x, y, multiscale=True, max_iter=3).status == "max_iter"
 
 
 def test_inputs_are_not_modified():
@@ -125,19 +129,23 @@ def test_inputs_are_not_modified():
 
 def dense_grid(A, B, p, spacing=1.0):
     """The same problem through the dense solver: pixel centres, normalised masses."""
-    grids = np.meshgrid(*[np.arange(s) * spacing for s in A.shape], indexing="ij")
+    spacing = np.broadcast_to(spacing, A.ndim)
+    grids = np.meshgrid(*[np.arange(s) * h for s, h in zip(A.shape, spacing)], indexing="ij")
     z = np.stack(grids, axis=-1).reshape(-1, A.ndim)
     C = otsolve.cost_matrix(z, z, p=p)
     return otsolve.exact(C, A.ravel() / A.sum(), B.ravel() / B.sum()).value, C
 
 
-@pytest.mark.parametrize("shape,p", [((24, 24), 2), ((20, 30), 1), ((8, 8, 8), 2)])
-def test_grid_matches_dense(shape, p):
+@pytest.mark.parametrize("shape,p,spacing", [((24, 24), 2, 0.5), ((20, 30), 1, 0.5), ((8, 8, 8), 2, 0.5),
+                                             ((40, 37), 2, (0.3, 1.7)), ((9, 7, 5), 1.5, (1.0, 0.5, 2.0))])
+def test_grid_matches_dense(shape, p, spacing):
     rng = np.random.default_rng(8)
     A, B = rng.random(shape), rng.random(shape) ** 4
     A[rng.random(shape) < 0.2] = 0.0  # empty pixels
-    res = otsolve.wasserstein_grid(A, B, p=p, spacing=0.5, multiscale=True)
-    value, C = dense_grid(A, B, p, spacing=0.5)
+    res, stats = solve_grid(A, B, p=p, spacing=spacing)
+    assert len(stats.sizes) == 1 + (np.prod(shape) > 256) + (np.prod(shape) > 1024)  # pooled levels
+    res = otsolve.wasserstein_grid(A, B, p=p, spacing=spacing, multiscale=True)
+    value, C = dense_grid(A, B, p, spacing=spacing)
     assert res.value_linear == pytest.approx(value, rel=VALUE_RTOL)
     assert res.value == pytest.approx(value ** (1 / p), rel=VALUE_RTOL)
     assert_certified(res, C, A.ravel() / A.sum(), B.ravel() / B.sum())
@@ -159,11 +167,84 @@ def test_one_dimensional_grid_matches_quantile_formula(p):
     assert res.value_linear == pytest.approx(expected, rel=VALUE_RTOL)
 
 
+def test_grid_matches_highs_with_sparse_images():
+    rng = np.random.default_rng(11)
+    A, B = np.zeros((20, 20)), np.zeros((20, 20))
+    A[3:9, 2:7], B[12:18, 10:19] = rng.random((6, 5)), rng.random((6, 9))  # shapes far apart
+    res = otsolve.wasserstein_grid(A, B, multiscale=True)
+    value, C = dense_grid(A, B, 2)
+    a, b = A.ravel() / A.sum(), B.ravel() / B.sum()
+    assert res.value_linear == pytest.approx(lp_transport(C, a, b)[0], rel=VALUE_RTOL)
+    assert_certified(res, C, a, b)
+    plain = otsolve.wasserstein_grid(A, B, multiscale=False, max_iter=10**6)  # the pixels as a point cloud
+    assert plain.value == pytest.approx(res.value, rel=VALUE_RTOL) and plain.success
+
+
+def test_grid_neighbourhood_by_index_offsets(monkeypatch):
+    from otsolve.lp import _hierarchy
+    rng = np.random.default_rng(12)
+    A, B = rng.random((34, 34)), rng.random((34, 34))
+    plain, plain_stats = solve_grid(A, B)
+    monkeypatch.setattr(_hierarchy, "GRID_NEIGHBOUR_RADIUS", 1)
+    wide, wide_stats = solve_grid(A, B)
+    assert wide.value == pytest.approx(plain.value, rel=VALUE_RTOL) and wide.success
+    assert wide_stats.arcs[1] > plain_stats.arcs[1]  # the finer levels start from more arcs
+
+
+def test_one_dimensional_grid_matches_scipy_w1():
+    rng = np.random.default_rng(13)
+    A, B = rng.random(700) ** 3, rng.random(700)
+    res = otsolve.wasserstein_grid(A, B, p=1, spacing=0.25, multiscale=True)
+    z = np.arange(700) * 0.25
+    assert res.value == pytest.approx(scipy.stats.wasserstein_distance(z, z, A, B), rel=VALUE_RTOL)
+
+
+def assert_feasible_stop(res, a, b, budget):
+    P = res.plan.toarray()
+    assert res.status == "max_iter" and not res.success and "ran out at level" in res.message
+    assert res.n_iter <= budget and np.isfinite(res.value) and (P >= 0).all()
+    assert np.abs(P.sum(1) - a).sum() <= MARGINAL_ATOL and np.abs(P.sum(0) - b).sum() <= MARGINAL_ATOL
+    assert np.isfinite(res.f).all() and np.isfinite(res.g).all()
+
+
+@pytest.mark.parametrize("grid", [False, True])
+def test_pivot_budget(grid):
+    rng = np.random.default_rng(14)
+    if grid:
+        A, B = rng.random((40, 40)), rng.random((40, 40))
+        A[:5] = 0.0
+        a, b = A.ravel() / A.sum(), B.ravel() / B.sum()
+        solve = lambda budget: solve_grid(A, B, max_iter=budget)
+    else:
+        x, y = rng.normal(size=(1500, 2)), rng.normal(size=(1400, 2))
+        a, b = weights(rng, 1500, zeros=10), weights(rng, 1400)
+        solve = lambda budget: solve_multiscale(x, y, a, b, max_iter=budget)
+    full, stats = solve(None)
+    assert full.success and len(stats.sizes) == 3
+    exact_value = full.value
+    for budget, level in [(0, 2), (sum(stats.pivots[:2]) + 5, 0), (sum(stats.pivots) - 1, 0)]:
+        with pytest.warns(otsolve.ConvergenceWarning, match=f"max_iter={budget} ran out at level {level}"):
+            res, _ = solve(budget)
+        assert_feasible_stop(res, a, b, budget)
+        assert f"ran out at level {level} of 3" in res.message
+        assert res.value >= exact_value * (1 - VALUE_RTOL)
+    with pytest.warns(otsolve.ConvergenceWarning, match="north-west corner"):
+        solve(0)
+    assert "last feasible tree" in res.message  # the budget ran out after the first pricing round
+    exact, _ = solve(sum(stats.pivots))  # a budget of exactly the pivots needed
+    assert exact.success and exact.value == full.value
+    with pytest.raises(ValueError, match="max_iter must be a non-negative integer"):
+        solve(-1)
+
+
 @pytest.mark.parametrize("A,B,error,match", [
     (np.ones((3, 4)), np.ones((4, 3)), ValueError, "same grid shape"),
     (-np.ones((3, 3)), np.ones((3, 3)), ValueError, "A has a negative mass"),
     (np.ones((3, 3)), np.zeros((3, 3)), ValueError, "B is all zeros"),
     (np.ones((3, 3)), np.full((3, 3), np.nan), ValueError, "B contains nan"),
+    (np.full((3, 3), np.inf), np.ones((3, 3)), ValueError, "A contains inf"),
+    (np.ones((3, 3)), np.ones(9), ValueError, "same grid shape"),
+    (np.float64(1.0), np.float64(1.0), ValueError, "A must be a non-empty 1-D, 2-D or 3-D"),
     (np.ones((2, 2, 2, 2)), np.ones((2, 2, 2, 2)), ValueError, "A must be a non-empty 1-D, 2-D or 3-D"),
     (np.ones(0), np.ones(0), ValueError, "A must be a non-empty"),
     (np.array(["a", "b"]), np.ones(2), TypeError, "A has dtype"),
@@ -183,6 +264,18 @@ def test_grid_bad_options():
         otsolve.wasserstein_grid(A, A, spacing="wide")
     with pytest.raises(ValueError, match="p must be > 0"):
         otsolve.wasserstein_grid(A, A, p=-1)
+    with pytest.raises(ValueError, match="spacing must be finite"):
+        otsolve.wasserstein_grid(A, A, spacing=(1.0, np.nan))
+    with pytest.raises(ValueError, match="spacing must be > 0"):
+        otsolve.wasserstein_grid(A, A, spacing=(1.0, -2.0))
+    with pytest.raises(TypeError, match="spacing must be"):
+        otsolve.wasserstein_grid(A, A, spacing=True)
+    with pytest.raises(ValueError, match="overflow float64"):
+        otsolve.wasserstein_grid(A, A, spacing=1e300, multiscale=True)
+    with pytest.raises(TypeError, match="multiscale must be None, True or False"):
+        otsolve.wasserstein_grid(A, A, multiscale="yes")
+    with pytest.raises(ValueError, match="max_iter must be a non-negative integer"):
+        otsolve.wasserstein_grid(A, A, multiscale=True, max_iter=2.5)
 
 
 def test_bad_clouds_rejected():

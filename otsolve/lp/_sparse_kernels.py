@@ -173,6 +173,44 @@ def arc_costs(x, y, code, p, rows, cols, out):
 
 
 @njit(cache=True)
+def grid_arc_costs(ix, iy, table, code, p, rows, cols, out):
+    """out[k] = |z_i - z_j| ** p for the grid cells ix[rows[k]], iy[cols[k]] (integer indices):
+    the squared lengths table[axis, |offset|] summed over the axes, then as ``pair_cost``."""
+    for k in range(rows.shape[0]):
+        i, j = rows[k], cols[k]
+        s = 0.0
+        for dim in range(ix.shape[1]):
+            s += table[dim, abs(ix[i, dim] - iy[j, dim])]
+        if code != SQEUCLIDEAN:
+            s = math.sqrt(s)
+            if p != 1.0:
+                s = s ** p
+        out[k] = s
+
+
+@njit(cache=True)
+def northwest_plan(a, b, rows, cols, flows):
+    """The north-west corner rule's plan (n + m - 1 arcs, some possibly of zero flow) in the
+    given order of a and b: a feasible plan; the last row and column take what is left."""
+    n, m = a.shape[0], b.shape[0]
+    i, j = 0, 0
+    ra, rb = a[0], b[0]
+    for t in range(n + m - 1):
+        x = ra if j == m - 1 else (rb if i == n - 1 else min(ra, rb))
+        rows[t], cols[t], flows[t] = i, j, max(x, 0.0)
+        if t == n + m - 2:
+            break
+        if j == m - 1 or (i < n - 1 and ra < rb):
+            rb -= x
+            i += 1
+            ra = a[i]
+        else:
+            ra -= x
+            j += 1
+            rb = b[j]
+
+
+@njit(cache=True)
 def sparse_c_transform(indptr, cols, costs, f, g):
     """On the arc list: g_j = min_i C_ij - f_i (columns without arcs keep g_j), then
     f_i = min_j C_ij - g_j; the potentials become feasible and tight on the arcs."""

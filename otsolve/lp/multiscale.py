@@ -1,28 +1,29 @@
-"""Exact OT between large point clouds: a multiscale network simplex on sparse arc sets,
-certified over all pairs (Schmitzer 2016)."""
+"""Exact OT between large point clouds and grid histograms: a multiscale network simplex on
+sparse arc sets, certified over all pairs (Schmitzer 2016).
+
+One solver, two hierarchies: point clouds are clustered by balanced k-d trees (costs from
+coordinates), grids by 2x2(x2) pixel pooling (costs from index offsets through a table, the
+neighbourhood of a coarse arc by index offsets), made in ``_hierarchy``; the sparse
+simplex, the pricing of all pairs and the certificate do not know which hierarchy made it.
+"""
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse
-import scipy.spatial
 
 from .._costs import CITYBLOCK_POW, SQEUCLIDEAN, cost_code
-from .._result import OTResult, Status
+from .._result import ConvergenceWarning, OTResult, Status
 from .._validation import check_balanced, check_point_clouds, check_weights
 from . import _kernels, _sparse_kernels as _sk
+from ._hierarchy import cloud_levels, grid_levels
 from .network_simplex import REDUCED_COST_TOL
 
-COARSE_DEPTH = 8        # the coarsest level has 2**8 = 256 clusters per cloud: solved on all pairs
-HALVINGS = 2            # k-d tree depths per level: each level has 4x fewer clusters than the next
-NEIGHBOUR_CELLS = 1     # a coarse arc (I', J) also proposes (I, J) for the k clusters I nearest
-                        # to I'; k = 1 (off) measured fastest: more arcs up front cost the
-                        # artificial start more pivots than the pricing rounds they save
 NEW_ARCS_PER_ROW = 10   # per row and pricing round, the most violating pairs added to the arc list
-CELL_HALVINGS = 4       # pricing cells of the k-d tree hold about 2**4 = 16 points
 MAX_ROUNDS = 100        # pricing rounds per level; each adds >= 1 arc, so this only guards bugs
 ARTIFICIAL_GROWTH = 4.0  # big-M grows by this factor while artificial arcs still carry flow
 ARTIFICIAL_FLOW_RTOL = 1e-12  # artificial flow below this (relative to the mass) is rounding of
@@ -42,7 +43,7 @@ class MultiscaleStats:
                                                    "pricing": 0.0, "certificate": 0.0})
 
 
-def exact_multiscale(x, y, a=None, b=None, *, p=2, metric="euclidean") -> OTResult:
+def exact_multiscale(x, y, a=None, b=None, *, p=2, metric="euclidean", max_iter=None) -> OTResult:
     r"""Solve exact OT between point clouds by a multiscale network simplex.
 
     .. math:: \min_{P \in U(a, b)} \sum_{ij} P_{ij}\, d(x_i, y_j)^p
@@ -61,6 +62,11 @@ def exact_multiscale(x, y, a=None, b=None, *, p=2, metric="euclidean") -> OTResu
         Non-negative weights of equal mass (uniform when omitted); zero weights are allowed.
     p : float, default 2
     metric : {"euclidean", "sqeuclidean", "cityblock"}
+    max_iter : int, optional
+        Budget of simplex pivots over all levels (unlimited when omitted). When it is spent
+        the status is ``max_iter``, the message names the level, and the plan is feasible:
+        the finest level's tree if it was reached without artificial flow, else the north-west
+        corner rule over the finest level's order, with potentials feasible for it.
 
     Returns
     -------
@@ -80,47 +86,57 @@ def exact_multiscale(x, y, a=None, b=None, *, p=2, metric="euclidean") -> OTResu
     >>> round(exact_multiscale([0.0, 1.0], [2.0, 3.0], p=1).value, 12)
     2.0
     """
-    return solve_multiscale(x, y, a, b, p=p, metric=metric)[0]
+    return solve_multiscale(x, y, a, b, p=p, metric=metric, max_iter=max_iter)[0]
 
 
-def solve_multiscale(x, y, a=None, b=None, *, p=2, metric="euclidean"):
+def solve_multiscale(x, y, a=None, b=None, *, p=2, metric="euclidean", max_iter=None):
     """:func:`exact_multiscale` returning ``(OTResult, MultiscaleStats)``."""
     x, y = check_point_clouds(x, y)
     n, m = x.shape[0], y.shape[0]
     a = check_weights(a, n, "a", dim_name="points in x")
     b = check_balanced(a, check_weights(b, m, "b", dim_name="points in y"))
     code, p = cost_code(metric, p)
-    stats = MultiscaleStats()
+    max_iter = _check_budget(max_iter)
     with np.errstate(over="ignore"):
         scale = _cost_bound(x, y, code, p)
     if not math.isfinite(scale):
         raise ValueError(f"the costs {metric}(x, y) ** {p:g} of these points overflow float64; rescale x and y "
                          "(the optimal plan does not change when both are scaled alike)")
-    tol = REDUCED_COST_TOL * scale
     both = np.concatenate([x, y])
     centre = (both.min(axis=0) + both.max(axis=0)) / 2  # costs are shift-invariant; bounds want small |x|
     x, y = x - centre, y - centre
-    rows, cols = np.flatnonzero(a > 0), np.flatnonzero(b > 0)
-    xs, ys, as_, bs = x[rows], y[cols], a[rows], b[cols]
+    stats = MultiscaleStats()
     start = time.perf_counter()
-    depths_x, depths_y = _depths(len(as_)), _depths(len(bs))
-    depth = max(len(depths_x), len(depths_y))
-    levels_x, order_x = _hierarchy(xs, as_, depths_x + depths_x[-1:] * (depth - len(depths_x)))
-    levels_y, order_y = _hierarchy(ys, bs, depths_y + depths_y[-1:] * (depth - len(depths_y)))
-    rows, cols = rows[order_x], cols[order_y]
+    levels, rows, cols = cloud_levels(x, y, a, b, code, p)
     stats.seconds["hierarchy"] += time.perf_counter() - start
-    tree = None
-    for level in range(depth - 1, -1, -1):
-        (xl, al, up_x), (yl, bl, up_y) = levels_x[level], levels_y[level]
-        start = time.perf_counter()
-        if tree is None:
-            keys = np.arange(len(al) * len(bl), dtype=np.int64)
-            warm = np.zeros(len(al)), np.zeros(len(bl))
-        else:
-            keys, warm = _prolong(tree, xl, yl, levels_x[level + 1][0], up_x, up_y)
-        stats.seconds["candidates"] += time.perf_counter() - start
-        tree = _solve_level(xl, yl, al, bl, code, p, tol, keys, warm, stats)
-    return _certified_result(x, y, a, b, rows, cols, code, p, tol, scale, tree, stats), stats
+    return _solve_levels(levels, x, y, a, b, rows, cols, code, p, scale, max_iter, stats), stats
+
+
+def solve_multiscale_grid(a, b, shape, spacing, *, p=2, max_iter=None):
+    """The multiscale solve of two histograms ``a``, ``b`` (unit mass, C order) on a grid of
+    ``shape`` with per-axis ``spacing`` (checked by the caller), Euclidean ground distance to
+    the power p: ``(OTResult, MultiscaleStats)``. The hierarchy pools 2x2(x2) pixels; costs
+    come from index offsets."""
+    code, p = cost_code("euclidean", p)
+    max_iter = _check_budget(max_iter)
+    shape, step = tuple(shape), np.asarray(spacing, float)
+    index = np.stack(np.unravel_index(np.arange(math.prod(shape)), shape), axis=1)
+    centre = (np.asarray(shape) - 1) / 2
+    z = (index - centre) * step  # pixel centres, centred as the clouds are
+    scale = _cost_bound(z, z, code, p)
+    stats = MultiscaleStats()
+    start = time.perf_counter()
+    levels, rows, cols = grid_levels(index, a, b, shape, step, code, p)
+    stats.seconds["hierarchy"] += time.perf_counter() - start
+    return _solve_levels(levels, z, z, a, b, rows, cols, code, p, scale, max_iter, stats), stats
+
+
+def _check_budget(max_iter):
+    if max_iter is None:
+        return -1
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
+        raise ValueError(f"max_iter must be a non-negative integer or None; got {max_iter!r}")
+    return int(max_iter)
 
 
 def _cost_bound(x, y, code, p):
@@ -131,41 +147,7 @@ def _cost_bound(x, y, code, p):
     return float(np.power(np.float64(diameter), p))
 
 
-def _depths(n):
-    """k-d tree depths of the levels, finest first: T = ceil(log2 n) (one point per cell),
-    T - HALVINGS, ..., down to COARSE_DEPTH."""
-    depths = [max(0, math.ceil(math.log2(n)))]
-    while depths[-1] > COARSE_DEPTH:
-        depths.append(max(COARSE_DEPTH, depths[-1] - HALVINGS))
-    return depths
-
-
-def _hierarchy(x, w, depths):
-    """Levels finest first: (points, masses, cluster of each point at the next coarser level);
-    clusters are the k-d tree's cells at ``depths`` (the first level is the cloud itself, in
-    k-d order: nodes near in space are near in memory, which halves the simplex's cache
-    misses), placed at the barycentre of their points. Also returns that order."""
-    n = x.shape[0]
-    labels = np.empty((depths[0] + 1, n), np.int64)
-    _sk.kd_labels(x, labels)
-    order = np.argsort(labels[depths[0]], kind="stable")
-    x, w, labels = x[order], w[order], labels[:, order]
-    levels = []
-    own = np.arange(n)
-    for k, t in enumerate(depths):
-        lab = own if k == 0 else labels[t]
-        if k == 0:
-            pts, mass = x, w
-        else:
-            mass = np.bincount(lab, w)
-            pts = np.stack([np.bincount(lab, w * x[:, d]) for d in range(x.shape[1])], axis=1) / mass[:, None]
-        up = None
-        if k + 1 < len(depths):
-            up = np.empty(len(mass), np.int64)
-            up[lab] = labels[depths[k + 1]]
-        levels.append((np.ascontiguousarray(pts), mass, up))
-    return levels, order
-
+# -- hierarchies -------------------------------------------------------------------------------
 
 def _members(up, count):
     """CSR of the children of each coarse cluster: (indptr, members)."""
@@ -173,62 +155,75 @@ def _members(up, count):
     return np.concatenate([[0], np.cumsum(np.bincount(up, minlength=count))]), order
 
 
-def _prolong(tree, xl, yl, coarse_x, up_x, up_y):
+# -- the solve ---------------------------------------------------------------------------------
+
+def _solve_levels(levels, x, y, a, b, rows, cols, code, p, scale, max_iter, stats):
+    """Coarsest to finest, each level warm-started from the one above; the certified result.
+    ``max_iter`` (-1: none) is a pivot budget over all levels."""
+    tol = REDUCED_COST_TOL * scale
+    tree, budget = None, max_iter
+    for k in range(len(levels) - 1, -1, -1):
+        level = levels[k]
+        start = time.perf_counter()
+        if tree is None:
+            keys = np.arange(len(level.a) * len(level.b), dtype=np.int64)
+            warm = np.zeros(len(level.a)), np.zeros(len(level.b))
+        else:
+            keys, warm = _prolong(tree, level, levels[k + 1])
+        stats.seconds["candidates"] += time.perf_counter() - start
+        tree, finished = _solve_level(level, code, p, tol, keys, warm, stats, budget)
+        if budget >= 0:
+            budget -= stats.pivots[-1]
+        if not finished:
+            return _stopped_result(levels, k, tree, x, y, a, b, rows, cols, code, p, scale, max_iter, stats)
+    n, m, pi = len(rows), len(cols), tree[2]
+    return _certified_result(x, y, a, b, rows, cols, code, p, scale, _support(tree, n, m),
+                             pi[:n], pi[n:n + m], stats)
+
+
+def _prolong(tree, fine, coarse):
     """Candidate arcs of a finer level (as keys i * m + j) and its warm duals from the coarse
-    solution: the children of (I, J) for every coarse support arc (I', J) with I among the
-    NEIGHBOUR_CELLS coarse clusters nearest to I' (the support's neighbourhood)."""
-    parent, flow, pi, tcost = tree
-    nc = coarse_x.shape[0]
-    mc = parent.shape[0] - 1 - nc
-    f0, g0 = pi[:nc][up_x], pi[nc:nc + mc][up_y]
-    src, dst, _ = _support(parent, flow, nc, mc)
-    k = min(NEIGHBOUR_CELLS, nc)
-    if k > 1:
-        near = scipy.spatial.cKDTree(coarse_x).query(coarse_x, k=k)[1].reshape(nc, k)
-        by_src = np.argsort(src, kind="stable")
-        deg = np.bincount(src, minlength=nc)
-        first = np.concatenate([[0], np.cumsum(deg)])
-        reps = deg[near].ravel()  # arcs of each neighbour, for every (I, neighbour) pair
-        owner = np.repeat(np.repeat(np.arange(nc), k), reps)
-        offset = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
-        picked = by_src[np.repeat(first[near.ravel()], reps) + offset]
-        pairs = np.unique(np.concatenate([owner * mc + dst[picked], src * mc + dst]))
-        src, dst = pairs // mc, pairs % mc
-    x_ptr, x_members = _members(up_x, nc)
-    y_ptr, y_members = _members(up_y, mc)
+    solution: the children of the coarse plan's support, widened by the coarse level's
+    neighbourhood."""
+    pi = tree[2]
+    nc, mc = len(coarse.a), len(coarse.b)
+    f0, g0 = pi[:nc][fine.up_x], pi[nc:nc + mc][fine.up_y]
+    src, dst = coarse.widen(*_support(tree, nc, mc)[:2])
+    x_ptr, x_members = _members(fine.up_x, nc)
+    y_ptr, y_members = _members(fine.up_y, mc)
     size = int(np.sum(np.diff(x_ptr)[src] * np.diff(y_ptr)[dst]))
     rows, cols = np.empty(size, np.int64), np.empty(size, np.int64)
     _sk.product_arcs(src, dst, x_ptr, x_members, y_ptr, y_members, rows, cols)
-    return rows * yl.shape[0] + cols, (f0, g0)
+    return rows * len(fine.b) + cols, (f0, g0)
 
 
-def _support(parent, flow, n, m):
-    """(rows, cols, flows) of the real tree arcs carrying flow."""
-    node = np.flatnonzero((parent >= 0) & (parent < n + m) & (flow > 0))
-    node = node[node < n + m]
+def _support(tree, n, m):
+    """(rows, cols, flows, costs) of the real arcs carrying flow in a tree (parent, flow, pi, tcost)."""
+    parent, flow, _, tcost = tree
+    node = np.flatnonzero((parent[:n + m] >= 0) & (parent[:n + m] < n + m) & (flow[:n + m] > 0))
     src = np.where(node < n, node, parent[node])
     dst = np.where(node < n, parent[node], node) - n
-    return src, dst, flow[node]
+    return src, dst, flow[node], tcost[node]
 
 
 class _Pricer:
-    """All-pairs pricing of one level by k-d cells of about 2**CELL_HALVINGS points, skipping
+    """All-pairs pricing of one level by the level's cells (``_hierarchy.CELL_HALVINGS``), skipping
     the cells whose cost bound rules out a violating pair (linearised for squared Euclidean)."""
 
-    def __init__(self, xl, yl, code, p, k):
+    def __init__(self, xl, yl, code, p, k, cells):
         self.xl, self.yl, self.code, self.p, self.k = xl, yl, code, p, k
-        self.x_order, self.x_ptr, self.x_sorted, self.x_lo, self.x_hi = _cells(xl)
-        self.y_order, self.y_ptr, self.y_sorted, self.y_lo, self.y_hi = _cells(yl)
+        (self.x_order, self.x_ptr, self.x_sorted, self.x_lo, self.x_hi), \
+            (self.y_order, self.y_ptr, self.y_sorted, self.y_lo, self.y_hi) = cells
         self.y_sorted_t = np.ascontiguousarray(self.y_sorted.T)
 
-    def violating(self, f, g, parent, flow, threshold):
+    def violating(self, f, g, tree, threshold):
         """Keys i * m + j of each row's k pairs of least reduced cost below ``threshold``, or None."""
         n, m = len(f), len(g)
         best_cols, best_rc = np.empty((n, self.k), np.int64), np.empty((n, self.k))
         counts = np.empty(n, np.int64)
         fs, gs = f[self.x_order], g[self.y_order]
         if self.code == SQEUCLIDEAN:
-            x_slope, y_slope = self._slopes(parent, flow)
+            x_slope, y_slope = self._slopes(tree)
             _sk.price_cells_sq(self.x_sorted, self.x_ptr, (self.x_lo + self.x_hi) / 2, (self.x_hi - self.x_lo) / 2,
                                x_slope, self.y_sorted_t, self.y_ptr, (self.y_lo + self.y_hi) / 2,
                                (self.y_hi - self.y_lo) / 2, y_slope, fs, gs, threshold, best_cols, best_rc, counts)
@@ -240,11 +235,11 @@ class _Pricer:
         found = best_cols.ravel() >= 0
         return self.x_order[np.repeat(np.arange(n), self.k)[found]] * m + self.y_order[best_cols.ravel()[found]]
 
-    def _slopes(self, parent, flow):
+    def _slopes(self, tree):
         """Per cell, twice the mean barycentric partner under the tree's plan (the gradient of
         |x|^2 - f at an optimum); any slope gives a valid bound, a good one a tight bound."""
         n, m = self.xl.shape[0], self.yl.shape[0]
-        src, dst, mass = _support(parent, flow, n, m)
+        src, dst, mass, _ = _support(tree, n, m)
         out = []
         for pts, other, mine, theirs, order, ptr in ((self.xl, self.yl, src, dst, self.x_order, self.x_ptr),
                                                       (self.yl, self.xl, dst, src, self.y_order, self.y_ptr)):
@@ -257,25 +252,10 @@ class _Pricer:
         return out
 
 
-def _cells(points):
-    """Pricing cells (k-d tree cells of about 2**CELL_HALVINGS points): the order that makes
-    each cell contiguous, the cell pointers, the sorted points and each cell's bounding box."""
-    n = points.shape[0]
-    t = max(0, math.ceil(math.log2(n)) - CELL_HALVINGS)
-    labels = np.empty((t + 1, n), np.int64)
-    _sk.kd_labels(points, labels)
-    order = np.argsort(labels[t], kind="stable")
-    ptr = np.concatenate([[0], np.cumsum(np.bincount(labels[t]))])
-    pts = np.ascontiguousarray(points[order])
-    return order, ptr, pts, np.minimum.reduceat(pts, ptr[:-1]), np.maximum.reduceat(pts, ptr[:-1])
-
-
-def _arc_list(xl, yl, code, p, keys, old=None):
+def _arc_list(costs_of, n, m, keys, old=None):
     """CSR (keys, indptr, cols, costs) of the distinct arcs ``keys`` (i * m + j) joined to an
-    ``old`` arc list (keys, costs); costs of the new ones from coordinates."""
-    n, m = xl.shape[0], yl.shape[0]
-    costs = np.empty(len(keys))
-    _sk.arc_costs(xl, yl, code, p, keys // m, keys % m, costs)
+    ``old`` arc list (keys, costs); costs of the new ones from ``costs_of(rows, cols)``."""
+    costs = costs_of(keys // m, keys % m)
     if old is not None:
         keys, costs = np.concatenate([old[0], keys]), np.concatenate([old[1], costs])
     order = np.argsort(keys, kind="stable")
@@ -287,13 +267,15 @@ def _arc_list(xl, yl, code, p, keys, old=None):
     return keys, indptr, cols, costs
 
 
-def _solve_level(xl, yl, al, bl, code, p, tol, keys, warm, stats):
-    """Optimal tree of one level: simplex on the arc list from the artificial star, then rounds
-    of all-pairs pricing that add each row's most violating pairs until there are none."""
+def _solve_level(level, code, p, tol, keys, warm, stats, budget):
+    """Tree of one level: simplex on the arc list from the artificial star, then rounds of
+    all-pairs pricing that add each row's most violating pairs until there are none. Returns
+    (tree, finished); finished is False when the pivot ``budget`` (-1: none) ran out first."""
+    al, bl = level.a, level.b
     n, m = len(al), len(bl)
     start = time.perf_counter()
-    pricer = _Pricer(xl, yl, code, p, min(NEW_ARCS_PER_ROW, m))
-    keys, indptr, cols, costs = _arc_list(xl, yl, code, p, keys)
+    pricer = _Pricer(level.x, level.y, code, p, min(NEW_ARCS_PER_ROW, m), level.cells())
+    keys, indptr, cols, costs = _arc_list(level.costs, n, m, keys)
     f, g = warm[0].copy(), warm[1].copy()
     _sk.sparse_c_transform(indptr, cols, costs, f, g)
     span = costs.max() - costs.min()
@@ -305,15 +287,19 @@ def _solve_level(xl, yl, al, bl, code, p, tol, keys, warm, stats):
     root = _sk.star_tree(al, bl, np.concatenate([f, g]) + shift, parent, flow, first_child, next_sib,
                          prev_sib, pi, depth, tcost)
     stats.seconds["candidates"] += time.perf_counter() - start
-    cursor, pivots, rounds = 0, 0, 0
+    cursor, pivots, rounds, finished = 0, 0, 0, True
     mass = al.sum()
-    while True:
+    while finished:
         start = time.perf_counter()
         block = max(64, int(math.sqrt(len(cols))))
         for _ in range(64):
-            _, done, cursor = _sk.simplex(indptr, cols, costs, n, root, parent, flow, first_child, next_sib,
-                                          prev_sib, pi, depth, tcost, block, tol, -1, cursor)
+            left = budget - pivots if budget >= 0 else -1
+            status, done, cursor = _sk.simplex(indptr, cols, costs, n, root, parent, flow, first_child, next_sib,
+                                               prev_sib, pi, depth, tcost, block, tol, left, cursor)
             pivots += done
+            if status == _sk.MAX_ITER:
+                finished = False
+                break
             if _sk.artificial_flow(root, first_child, next_sib, flow) <= ARTIFICIAL_FLOW_RTOL * mass:
                 break
             _kernels.tree_flows(root, al, bl, parent, first_child, next_sib, flow)  # drop pivot rounding
@@ -325,33 +311,57 @@ def _solve_level(xl, yl, al, bl, code, p, tol, keys, warm, stats):
         stats.seconds["simplex"] += time.perf_counter() - start
         start = time.perf_counter()
         rounds += 1
-        if rounds > MAX_ROUNDS or n * m == len(cols):
+        if not finished or rounds > MAX_ROUNDS or n * m == len(cols):
             break
-        new = pricer.violating(pi[:n], pi[n:n + m], parent, flow, -tol)
+        new = pricer.violating(pi[:n], pi[n:n + m], (parent, flow, pi, tcost), -tol)
         stats.seconds["pricing"] += time.perf_counter() - start
         if new is None:
             break
         start = time.perf_counter()
-        keys, indptr, cols, costs = _arc_list(xl, yl, code, p, new, (keys, costs))
+        keys, indptr, cols, costs = _arc_list(level.costs, n, m, new, (keys, costs))
         stats.seconds["candidates"] += time.perf_counter() - start
     _kernels.tree_flows(root, al, bl, parent, first_child, next_sib, flow)
     stats.sizes.append((n, m))
     stats.arcs.append(len(cols))
     stats.pivots.append(pivots)
     stats.rounds.append(rounds)
-    return parent, flow, pi, tcost
+    return (parent, flow, pi, tcost), finished
 
 
-def _certified_result(x, y, a, b, rows, cols, code, p, tol, scale, tree, stats):
-    """The OTResult of the finest tree, with potentials for zero-weight points and the dual
-    violation over all n m pairs."""
+def _stopped_result(levels, k, tree, x, y, a, b, rows, cols, code, p, scale, max_iter, stats):
+    """The result of a solve whose pivot budget ran out at level k: a feasible plan (the finest
+    tree's when it carries no artificial flow, else the north-west corner rule over the finest
+    level's order, with the tightest f for g = 0), status MAX_ITER."""
+    parent, flow, pi, _ = tree
+    finest = levels[0]
+    n, m = len(finest.a), len(finest.b)
+    artificial = flow[:n + m][parent[:n + m] == n + m].sum()
+    where = (f"the pivot budget max_iter={max_iter} ran out at level {k} of {len(levels)} (0 is the finest; "
+             f"{len(levels[k].a)} x {len(levels[k].b)} clusters)")
+    if k == 0 and artificial <= ARTIFICIAL_FLOW_RTOL * finest.a.sum():
+        arcs, f, g = _support(tree, n, m), pi[:n], pi[n:n + m]
+        where += "; the plan is the last feasible tree's, not optimal"
+    else:
+        src, dst, mass = (np.empty(n + m - 1, dt) for dt in (np.int64, np.int64, float))
+        _sk.northwest_plan(finest.a, finest.b, src, dst, mass)
+        keep = mass > 0
+        src, dst, mass = src[keep], dst[keep], mass[keep]
+        arcs = src, dst, mass, finest.costs(src, dst)
+        f, g = np.empty(n), np.zeros(m)
+        _sk.c_transform(x[rows], np.ascontiguousarray(y[cols].T), code, p, g, np.ones(m, np.bool_), f)
+        where += "; the plan is the north-west corner rule's on the finest level (feasible, not optimal)"
+    return _certified_result(x, y, a, b, rows, cols, code, p, scale, arcs, f, g, stats, where)
+
+
+def _certified_result(x, y, a, b, rows, cols, code, p, scale, arcs, f_sub, g_sub, stats, stopped=None):
+    """The OTResult of a plan on the finest level (arcs: its rows, cols, flows, costs) and its
+    potentials, with potentials for zero-weight points and the dual violation over all n m
+    pairs; status MAX_ITER with the message ``stopped`` when the pivot budget ran out."""
     start = time.perf_counter()
-    parent, flow, pi, tcost = tree
-    n_sub, m_sub = len(rows), len(cols)
     n, m = len(a), len(b)
     f, g = np.zeros(n), np.zeros(m)
-    f[rows], g[cols] = pi[:n_sub], pi[n_sub:n_sub + m_sub]
-    if n_sub < n or m_sub < m:  # zero-weight points: the tightest feasible potentials
+    f[rows], g[cols] = f_sub, g_sub
+    if len(rows) < n or len(cols) < m:  # zero-weight points: the tightest feasible potentials
         dead_x, dead_y = np.flatnonzero(a == 0), np.flatnonzero(b == 0)
         f_dead, g_dead = np.empty(len(dead_x)), np.empty(len(dead_y))
         _sk.c_transform(x[dead_x], np.ascontiguousarray(y.T), code, p, g, b > 0, f_dead)
@@ -360,12 +370,10 @@ def _certified_result(x, y, a, b, rows, cols, code, p, tol, scale, tree, stats):
         g[dead_y] = g_dead
     shift = (b @ g - a @ f) / (a.sum() + b.sum())  # normalise so that a.f == b.g
     f, g = f + shift, g - shift
-    node = np.flatnonzero((parent[:n_sub + m_sub] < n_sub + m_sub) & (flow[:n_sub + m_sub] > 0))
-    src = np.where(node < n_sub, node, parent[node])
-    dst = np.where(node < n_sub, parent[node], node) - n_sub
+    src, dst, mass, arc_cost = arcs
     i, j = rows[src], cols[dst]
     order = np.lexsort((j, i))
-    i, j, mass, arc_cost = i[order], j[order], flow[node][order], tcost[node][order]
+    i, j, mass, arc_cost = i[order], j[order], mass[order], arc_cost[order]
     indptr = np.concatenate([[0], np.cumsum(np.bincount(i, minlength=n))])
     plan = scipy.sparse.csr_array((mass, j, indptr), shape=(n, m))
     value = float(mass @ arc_cost)
@@ -377,10 +385,14 @@ def _certified_result(x, y, a, b, rows, cols, code, p, tol, scale, tree, stats):
     violation = float(worst.max())
     stats.seconds["certificate"] += time.perf_counter() - start
     status, message = Status.OPTIMAL, "optimal"
-    if violation > CERTIFICATE_RTOL * scale or not np.isfinite(value):
+    if stopped is not None:
+        status, message = Status.MAX_ITER, stopped
+    elif violation > CERTIFICATE_RTOL * scale or not np.isfinite(value):
         status = Status.NUMERICAL_ERROR
         message = (f"not certified: the potentials violate f_i + g_j <= C_ij by {violation:.3g} "
                    f"(more than {CERTIFICATE_RTOL:g} of the cost bound {scale:.3g})")
+    if status != Status.OPTIMAL:
+        warnings.warn(message, ConvergenceWarning, stacklevel=2)
     return OTResult(value=value, value_linear=value, plan=plan, f=f, g=g, status=status,
                     n_iter=int(sum(stats.pivots)), marginal_error=float(marginal_error),
                     max_dual_violation=violation, dual_value=dual_value, duality_gap=value - dual_value,
