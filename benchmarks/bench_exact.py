@@ -14,57 +14,27 @@ afterwards) is timed apart. A fast wrong answer is no win: each row shows the va
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 
 import numpy as np
 import ot
-import psutil
 import scipy.optimize
-import scipy.sparse
 
 import otsolve
 from otsolve.lp import exact_points
 from otsolve.bench import problems
 from otsolve.lp.grid import solve_grid
 from otsolve.lp.multiscale import solve_multiscale
-from otsolve.bench.measure import timed
+from otsolve.bench.measure import PeakMemory, timed
 from otsolve.bench.report import print_table as table
+from otsolve.bench.solvers import highs_value
 from otsolve.cli import demo_clouds as clouds
 
 
-class PeakMemory:
-    """Peak resident memory above the level at entry, sampled every 5 ms."""
-
-    def __enter__(self):
-        self.process = psutil.Process()
-        self.base = self.peak = self.process.memory_info().rss
-        self.running = True
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def _sample(self):
-        while self.running:
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.005)
-
-    def __exit__(self, *exc):
-        self.running = False
-        self.thread.join()
-        self.peak = max(self.peak, self.process.memory_info().rss)
-
-    @property
-    def mib(self):
-        return (self.peak - self.base) / 2**20
-
-
 def highs(C):
+    """The optimal value of the uniform-weight LP by HiGHS (the harness's own LP oracle)."""
     n, m = C.shape
-    A = scipy.sparse.vstack([scipy.sparse.kron(scipy.sparse.eye(n), np.ones((1, m))),
-                             scipy.sparse.kron(np.ones((1, n)), scipy.sparse.eye(m))])
-    rhs = np.concatenate([np.full(n, 1 / n), np.full(m, 1 / m)])
-    return scipy.optimize.linprog(C.ravel(), A_eq=A, b_eq=rhs, bounds=(0, None), method="highs").fun
+    return highs_value(problems.Problem("clouds", "dense", n, np.full(n, 1 / n), np.full(m, 1 / m), cost=C))[0]
 
 
 def bench_dense(sizes, highs_max):
