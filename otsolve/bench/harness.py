@@ -25,7 +25,7 @@ SUITES = {
                      **{name: (32, 64, 128) for name, (fam, _) in P.PROBLEMS.items() if fam == "grids"},
                      "assign-points": (500, 1000, 2000, 4000), "assign-random": (500, 1000, 2000, 4000),
                      "gan-8gaussians": (64, 128, 256, 512)},
-        "repeats": 5, "budget_s": 10.0, "slow_s": 120.0},
+        "repeats": 3, "budget_s": 5.0, "slow_s": 60.0},
 }
 DOTMARK_SIZES = {"quick": (32,), "full": (32, 64, 128)}
 

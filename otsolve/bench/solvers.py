@@ -192,7 +192,8 @@ def _wasserstein(problem):
 
 # -- the registry ------------------------------------------------------------------------------
 
-QUICK_SMALL = {"quick": 2**18, "full": 2**22}  # slow per-iteration solvers: n up to 512 / 2048
+QUICK_SMALL = {"quick": 2**18, "full": 2**22}
+LAZY_PEER_CAP = {"quick": 2**22, "full": 2**26}  # slow per-iteration solvers: n up to 512 / 2048
 SOLVERS: dict[str, Solver] = {}
 MISSING: dict[str, str] = {}  # peer name -> why it is not in SOLVERS
 
@@ -227,7 +228,8 @@ def _populate():
         import ot
         register(Solver("pot.emd", "POT", "exact", _pot_emd))
         if hasattr(ot, "emd2_lazy"):
-            register(Solver("pot.emd2_lazy", "POT", "exact", _pot_emd2_lazy, needs="points", max_pairs=lazy_cap,
+            # up to 8192 points a side: at 128 x 128 pixels it needs hours (single-threaded pricing)
+            register(Solver("pot.emd2_lazy", "POT", "exact", _pot_emd2_lazy, needs="points", max_pairs=LAZY_PEER_CAP,
                             metrics=("sqeuclidean", "euclidean")))
         else:
             MISSING["pot.emd2_lazy"] = f"POT {ot.__version__} has no emd2_lazy (0.9.6 and later)"
