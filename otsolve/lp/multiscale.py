@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse
 import scipy.spatial
 
+from .._cells import kd_cells, kd_labels
 from .._costs import CITYBLOCK_POW, SQEUCLIDEAN, cost_code
 from .._result import OTResult, Status
 from .._validation import check_balanced, check_point_clouds, check_weights
@@ -147,7 +148,7 @@ def _hierarchy(x, w, depths):
     misses), placed at the barycentre of their points. Also returns that order."""
     n = x.shape[0]
     labels = np.empty((depths[0] + 1, n), np.int64)
-    _sk.kd_labels(x, labels)
+    kd_labels(x, labels)
     order = np.argsort(labels[depths[0]], kind="stable")
     x, w, labels = x[order], w[order], labels[:, order]
     levels = []
@@ -217,8 +218,8 @@ class _Pricer:
 
     def __init__(self, xl, yl, code, p, k):
         self.xl, self.yl, self.code, self.p, self.k = xl, yl, code, p, k
-        self.x_order, self.x_ptr, self.x_sorted, self.x_lo, self.x_hi = _cells(xl)
-        self.y_order, self.y_ptr, self.y_sorted, self.y_lo, self.y_hi = _cells(yl)
+        self.x_order, self.x_ptr, self.x_sorted, self.x_lo, self.x_hi = kd_cells(xl, CELL_HALVINGS)
+        self.y_order, self.y_ptr, self.y_sorted, self.y_lo, self.y_hi = kd_cells(yl, CELL_HALVINGS)
         self.y_sorted_t = np.ascontiguousarray(self.y_sorted.T)
 
     def violating(self, f, g, parent, flow, threshold):
@@ -255,19 +256,6 @@ class _Pricer:
             sums = np.add.reduceat(partner[order], ptr[:-1])
             out.append(np.ascontiguousarray(2.0 * sums / np.diff(ptr)[:, None]))
         return out
-
-
-def _cells(points):
-    """Pricing cells (k-d tree cells of about 2**CELL_HALVINGS points): the order that makes
-    each cell contiguous, the cell pointers, the sorted points and each cell's bounding box."""
-    n = points.shape[0]
-    t = max(0, math.ceil(math.log2(n)) - CELL_HALVINGS)
-    labels = np.empty((t + 1, n), np.int64)
-    _sk.kd_labels(points, labels)
-    order = np.argsort(labels[t], kind="stable")
-    ptr = np.concatenate([[0], np.cumsum(np.bincount(labels[t]))])
-    pts = np.ascontiguousarray(points[order])
-    return order, ptr, pts, np.minimum.reduceat(pts, ptr[:-1]), np.maximum.reduceat(pts, ptr[:-1])
 
 
 def _arc_list(xl, yl, code, p, keys, old=None):
