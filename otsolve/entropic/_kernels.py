@@ -8,12 +8,15 @@ kept): a third faster.
 import numpy as np
 from numba import njit, prange
 
-from .._costs import cost_chunk
+from .._cells import gap_cost
+from .._costs import cost_chunk, point_costs
 from .._fastmath import FAST, fast_exp
 
 CHUNK = 256                 # columns per accumulator block: fits L1, vectorises
 SUM_MIN, SUM_MAX = 1e-200, 1e200   # a shifted sum outside this range is redone with the exact max
 N_STATS = 5                 # per-row statistics of plan_rows
+GUESS_SLACK = 2.0           # truncated passes: a row whose log-sum comes out this far below its
+MAX_REDOS = 4               # guess (which set the cells skipped) is redone, its guess lowered to it
 
 
 @njit(cache=True, inline="always", fastmath=FAST)
@@ -294,3 +297,166 @@ def scaled_lse(K, side, h, absorbed, other, sum_min, lse):
     for i in range(r.shape[0]):
         lse[i] = np.log(r[i]) + (top - other[i])
     return 1
+
+
+# Truncated passes (Schmitzer 2019, kernel truncation): both clouds are sorted into k-d cells with
+# bounding boxes; for a block of rows (one cell) a column cell is skipped when the largest term it
+# could hold, max_j h_j - C(box, box) * inv_reg, is below the rows' guess of the log-sum minus
+# theta, then each row skips the cells whose point-to-box bound is below its own guess minus
+# theta. The skipped terms are bounded by count * exp(bound) per cell, summed per row in the log
+# domain: a certified bound, whatever the guess.
+
+
+@njit(cache=True, inline="always")
+def _box_cost(lo1, hi1, lo2, hi2, gaps, code, p):
+    """A lower bound of the cost between two boxes (a point is a box with lo = hi)."""
+    for k in range(gaps.shape[0]):
+        gaps[k] = max(lo1[k] - hi2[k], lo2[k] - hi1[k], 0.0)
+    return gap_cost(gaps, code, p)
+
+
+@njit(cache=True)
+def _cell_max(h, ptr):
+    """max of h over each cell (-inf for an empty one) and the size of the largest cell."""
+    out, widest = np.full(ptr.shape[0] - 1, -np.inf), 1
+    for e in range(ptr.shape[0] - 1):
+        widest = max(widest, ptr[e + 1] - ptr[e])
+        for j in range(ptr[e], ptr[e + 1]):
+            out[e] = max(out[e], h[j])
+    return out, widest
+
+
+@njit(cache=True, inline="always")
+def _kept_cells(lo, hi, y_lo, y_hi, y_ptr, h_max, inv_reg, floor, code, p, gaps, kept):
+    """kept[:nk] = the column cells whose bound against the box (lo, hi) reaches ``floor``;
+    returns nk and the sum over the others of count * exp(bound - floor)."""
+    nk, dropped = 0, 0.0
+    for e in range(h_max.shape[0]):
+        bound = h_max[e] - _box_cost(lo, hi, y_lo[e], y_hi[e], gaps, code, p) * inv_reg
+        if bound >= floor:
+            kept[nk] = e
+            nk += 1
+        else:
+            dropped += (y_ptr[e + 1] - y_ptr[e]) * np.exp(bound - floor)
+    return nk, dropped
+
+
+@njit(cache=True, inline="always", fastmath=FAST)
+def _row_sum(x, i, yT, y_lo, y_hi, y_ptr, h, h_max, inv_reg, floor, shift, kept, nk, code, p, gaps,
+             buf, top_only):
+    """Over the kept cells whose bound against x_i reaches ``floor``: sum_j exp(h_j - C_ij
+    inv_reg - shift), or (top_only) max_j h_j - C_ij inv_reg; and over the cells skipped here,
+    sum count * exp(bound - floor)."""
+    xi = x[i]
+    s = -np.inf if top_only else 0.0
+    dropped = 0.0
+    for t in range(nk):
+        e = kept[t]
+        bound = h_max[e] - _box_cost(xi, xi, y_lo[e], y_hi[e], gaps, code, p) * inv_reg
+        j0, k = y_ptr[e], y_ptr[e + 1] - y_ptr[e]
+        if bound < floor:
+            dropped += k * np.exp(bound - floor)
+            continue
+        cost = point_costs(x, i, yT, j0, k, code, p, buf)
+        hh = h[j0:j0 + k]
+        if top_only:
+            for jj in range(k):
+                s = max(s, hh[jj] - cost[jj] * inv_reg)
+        else:
+            for jj in range(k):
+                s += fast_exp(hh[jj] - cost[jj] * inv_reg - shift)
+    return s, dropped
+
+
+@njit(cache=True, parallel=True, fastmath=FAST)
+def truncated_softmin(x, x_ptr, x_lo, x_hi, yT, y_ptr, y_lo, y_hi, code, p, h, inv_reg, theta, lse,
+                      log_dropped):
+    """lse[i] <- log sum_j exp(h_j - C_ij inv_reg) over the pairs kept (see above), from the
+    guesses in ``lse`` (the previous pass); log_dropped[i] <- log of a bound of the sum of the
+    terms skipped (-inf if none). Rows and columns are sorted by cell (x_ptr, y_ptr) and
+    cost_chunk's point source is (x, -, yT, code, p)."""
+    ncx, d = x_ptr.shape[0] - 1, x.shape[1]
+    h_max, widest = _cell_max(h, y_ptr)
+    for c in prange(ncx):
+        r0, r1 = x_ptr[c], x_ptr[c + 1]
+        gaps, buf, kept = np.empty(d), np.empty(widest), np.empty(h_max.shape[0], np.int64)
+        ref = lse[r0:r1].copy()
+        for r in range(r1 - r0):
+            ref[r] = ref[r] if np.isfinite(ref[r]) else -np.inf
+        out, drop = np.empty(r1 - r0), np.empty(r1 - r0)
+        for attempt in range(MAX_REDOS + 1):
+            low = ref.min()
+            nk, cell_drop = _kept_cells(x_lo[c], x_hi[c], y_lo, y_hi, y_ptr, h_max, inv_reg, low - theta,
+                                        code, p, gaps, kept)
+            redo = False
+            for r in range(r1 - r0):
+                i, floor = r0 + r, ref[r] - theta
+                shift = ref[r]
+                s, dropped = 0.0, 0.0
+                if np.isfinite(shift):
+                    s, dropped = _row_sum(x, i, yT, y_lo, y_hi, y_ptr, h, h_max, inv_reg, floor, shift,
+                                          kept, nk, code, p, gaps, buf, False)
+                if not SUM_MIN <= s <= SUM_MAX:  # no guess, or a poor one: shift by the largest term
+                    shift, dropped = _row_sum(x, i, yT, y_lo, y_hi, y_ptr, h, h_max, inv_reg, floor, 0.0,
+                                              kept, nk, code, p, gaps, buf, True)
+                    s = 0.0
+                    if np.isfinite(shift):
+                        s, dropped = _row_sum(x, i, yT, y_lo, y_hi, y_ptr, h, h_max, inv_reg, floor, shift,
+                                              kept, nk, code, p, gaps, buf, False)
+                out[r] = np.log(s) + shift if s > 0.0 else -np.inf
+                total = dropped + cell_drop * np.exp(low - theta - floor) if floor > -np.inf else 0.0
+                drop[r] = floor + np.log(total) if total > 0.0 else -np.inf
+                if out[r] < ref[r] - GUESS_SLACK:
+                    ref[r], redo = out[r], True
+            if not redo:
+                break
+        for r in range(r1 - r0):
+            lse[r0 + r], log_dropped[r0 + r] = out[r], drop[r]
+
+
+@njit(cache=True, parallel=True, fastmath=FAST)
+def truncated_plan_rows(x, x_ptr, x_lo, x_hi, yT, y_ptr, y_lo, y_hi, code, p, f, g, log_a, log_b, inv_reg,
+                        theta, stats, log_dropped):
+    """stats[i] as in :func:`plan_rows` for the plan of (f, g) restricted to the pairs kept (the
+    rows' guesses of the log-sum are -f_i inv_reg, exact at the solution), the skipped pairs
+    counted with P_ij = 0 (their a_i b_j enters the KL and excess terms); log_dropped[i] <- log of
+    a bound of the row's skipped mass sum_j P_ij."""
+    ncx, d = x_ptr.shape[0] - 1, x.shape[1]
+    h = log_b + g * inv_reg
+    h_max, widest = _cell_max(h, y_ptr)
+    b = np.exp(log_b)
+    b_sum = b.sum()
+    cell_b = np.zeros(h_max.shape[0])
+    for e in range(h_max.shape[0]):
+        cell_b[e] = b[y_ptr[e]:y_ptr[e + 1]].sum()
+    no_scaling = np.empty(0)
+    for c in prange(ncx):
+        r0, r1 = x_ptr[c], x_ptr[c + 1]
+        gaps, buf, kept = np.empty(d), np.empty(widest), np.empty(h_max.shape[0], np.int64)
+        scratch, acc = np.empty(widest), np.empty((N_STATS, widest))
+        low = np.inf
+        for i in range(r0, r1):
+            low = min(low, -f[i] * inv_reg)
+        nk, cell_drop = _kept_cells(x_lo[c], x_hi[c], y_lo, y_hi, y_ptr, h_max, inv_reg, low - theta, code, p,
+                                    gaps, kept)
+        for i in range(r0, r1):
+            acc[:] = 0.0
+            acc[3, :] = -np.inf
+            ref = -f[i] * inv_reg
+            floor, xi, dropped, b_kept = ref - theta, x[i], 0.0, 0.0
+            for t in range(nk):
+                e = kept[t]
+                bound = h_max[e] - _box_cost(xi, xi, y_lo[e], y_hi[e], gaps, code, p) * inv_reg
+                j0, k = y_ptr[e], y_ptr[e + 1] - y_ptr[e]
+                if bound < floor:
+                    dropped += k * np.exp(bound - floor)
+                    continue
+                b_kept += cell_b[e]
+                _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k], point_costs(x, i, yT, j0, k, code, p, buf),
+                            inv_reg, scratch[:k], acc, 1.0, no_scaling)
+            _reduce_stats(acc, stats[i])
+            ab_skipped = np.exp(log_a[i]) * max(b_sum - b_kept, 0.0)
+            stats[i, 2] += ab_skipped   # a b phi(-inf) = a b
+            stats[i, 4] -= ab_skipped   # P - a b = -a b
+            total = dropped + cell_drop * np.exp(low - theta - floor)
+            log_dropped[i] = log_a[i] + f[i] * inv_reg + floor + np.log(total) if total > 0.0 else -np.inf

@@ -1,0 +1,114 @@
+"""Sinkhorn on large point clouds at small reg: kernel truncation by k-d cells (Schmitzer 2019)
+and a coarse-to-fine warm start (clusters of the clouds solved first, as GeomLoss does for d <= 3).
+
+At reg = 1e-3 diam^2 the plan's blur is ~3% of the diameter: a row's terms above e^-theta of its
+sum lie in a disc holding ~10% of the points, and the rest are bounded cell by cell instead of
+computed. Nothing is stored: the kept pairs are found again in every pass from the current
+potentials, so memory stays O(n + m)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._cells import kd_cells
+from .._costs import max_cost_bound
+from . import _kernels
+
+CELL_HALVINGS = 5        # cells of about 2**5 = 32 points: the bound tests cost ~1/32 of the
+                         # pairs they decide on, and the runs of costs still vectorise
+DROP_FRACTION = 1e-3     # a skipped term is below DROP_FRACTION x tol of its row's sum; the
+                         # certified bound of all skipped terms is reported (see dropped_mass)
+COARSE_CLUSTERS = 2048   # the warm start solves the clouds clustered into this many cells each
+                         # (dense 2048 x 2048 costs with a kept kernel: a few ms an iteration)
+TRUNCATE_REG_MAX = 0.01  # automatic truncation below this reg / cost bound (above it most
+                         # pairs are kept anyway)
+TRUNCATE_DIM_MAX = 3     # and in at most 3 dimensions (box bounds are loose in many)
+
+
+def theta_for(tol):
+    """Terms below exp(-theta) of their row's sum are skipped: theta = log(1 / (DROP_FRACTION tol))."""
+    return math.log(1.0 / (DROP_FRACTION * max(tol, 1e-15)))
+
+
+class _Cells:
+    """One cloud sorted into k-d cells: order, pointers, sorted points (and transposed), boxes."""
+
+    def __init__(self, points):
+        self.order, self.ptr, self.points, self.lo, self.hi = kd_cells(points, CELL_HALVINGS)
+        self.points_t = np.ascontiguousarray(self.points.T)
+
+
+class TruncatedPointCost:
+    """Costs ``metric(x_i, y_j) ** p`` recomputed in every pass, over the pairs whose term can
+    exceed exp(-theta) of its row's sum; the rest are bounded (``log_dropped`` of the last pass
+    on each side, and ``dropped_mass`` of the last evaluated plan: rows, columns)."""
+
+    dense = None  # no kept kernel: the Newton phase does not apply
+
+    def __init__(self, x, y, code, p, theta):
+        self.code, self.p, self.theta = code, p, theta
+        self.shape = (x.shape[0], y.shape[0])
+        self.scale = self.max_abs = max_cost_bound(x, y, code, p)
+        self.offset = 0.0
+        self.cells = (_Cells(x), _Cells(y))
+        self.log_dropped = (np.full(self.shape[0], -np.inf), np.full(self.shape[1], -np.inf))
+        self.dropped_mass = (0.0, 0.0)
+
+    def _operands(self, side):
+        rows, cols = self.cells[side], self.cells[1 - side]
+        return (rows.points, rows.ptr, rows.lo, rows.hi, cols.points_t, cols.ptr, cols.lo, cols.hi, self.code,
+                self.p)
+
+    def softmin(self, side, h, inv_reg, lse):
+        """lse_i <- log sum_j exp(h_j - C_ij inv_reg) over the kept pairs (side 0; side 1 over
+        C^T), lse holding the guesses on entry; the bound of the skipped part in log_dropped."""
+        rows, cols = self.cells[side], self.cells[1 - side]
+        sorted_lse = lse[rows.order]
+        dropped = np.empty(len(lse))
+        _kernels.truncated_softmin(*self._operands(side), h[cols.order], inv_reg, self.theta, sorted_lse, dropped)
+        lse[rows.order] = sorted_lse
+        self.log_dropped[side][rows.order] = dropped
+
+    def plan_stats(self, f, g, log_a, log_b, inv_reg, want_plan=False):
+        """Per-row statistics and column sums of the truncated plan (its kept pairs; P = 0 on the
+        others), and in ``dropped_mass`` the bounds of the mass skipped on rows and on columns."""
+        sides = []
+        for side, (pot, other, log_w, log_other) in enumerate(((f, g, log_a, log_b), (g, f, log_b, log_a))):
+            rows, cols = self.cells[side], self.cells[1 - side]
+            stats, dropped = np.empty((len(pot), _kernels.N_STATS)), np.empty(len(pot))
+            _kernels.truncated_plan_rows(*self._operands(side), pot[rows.order], other[cols.order],
+                                         log_w[rows.order], log_other[cols.order], inv_reg, self.theta, stats,
+                                         dropped)
+            out = np.empty_like(stats)
+            out[rows.order] = stats
+            sides.append((out, float(np.exp(dropped).sum())))
+        (stats, row_drop), (col_stats, col_drop) = sides
+        self.dropped_mass = (row_drop, col_drop)
+        return None, stats, col_stats[:, 0]
+
+
+def use_truncation(truncate, cost, reg, balanced):
+    """Whether sinkhorn_points truncates its PointCost ``cost``: ``truncate`` if given (True
+    needs a balanced problem), else for balanced problems beyond the dense size at small reg in
+    low dimension."""
+    if truncate is None:
+        return (balanced and cost.dense is None and cost.x.shape[1] <= TRUNCATE_DIM_MAX
+                and reg <= TRUNCATE_REG_MAX * cost.scale)
+    if not isinstance(truncate, (bool, np.bool_)):
+        raise TypeError(f"truncate must be True, False or None; got {truncate!r}")
+    if truncate and not balanced:
+        raise ValueError("truncate=True needs a balanced problem (reg_m=None)")
+    return bool(truncate)
+
+
+def clusters(x, w, count):
+    """The cloud clustered into k-d cells of about n / count points: barycentres and masses
+    (cells of zero mass left out)."""
+    halvings = max(0, math.ceil(math.log2(max(len(w), 1))) - math.ceil(math.log2(count)))
+    order, ptr, points, _, _ = kd_cells(x, halvings)
+    ws = w[order]
+    mass = np.add.reduceat(ws, ptr[:-1])
+    centres = np.add.reduceat(ws[:, None] * points, ptr[:-1]) / np.where(mass > 0, mass, 1.0)[:, None]
+    keep = mass > 0
+    return np.ascontiguousarray(centres[keep]), mass[keep]
