@@ -51,7 +51,9 @@ class TruncatedPointCost:
         self.shape = (x.shape[0], y.shape[0])
         self.scale = self.max_abs = max_cost_bound(x, y, code, p)
         self.offset = 0.0
-        self.cells = (_Cells(x), _Cells(y))
+        both = np.concatenate([x, y])
+        centre = 0.5 * (both.min(axis=0) + both.max(axis=0))  # costs are translation invariant, and
+        self.cells = (_Cells(x - centre), _Cells(y - centre))  # the linear bounds keep their digits
         self.log_dropped = (np.full(self.shape[0], -np.inf), np.full(self.shape[1], -np.inf))
         self.dropped_mass = (0.0, 0.0)
 
