@@ -21,6 +21,7 @@ DROP_FRACTION = 1e-3     # a skipped term is below DROP_FRACTION x tol of its ro
                          # certified bound of all skipped terms is reported (see dropped_mass)
 COARSE_CLUSTERS = 2048   # the warm start solves the clouds clustered into this many cells each
                          # (dense 2048 x 2048 costs with a kept kernel: a few ms an iteration)
+LEVEL_RATIO = 8          # each level of the warm start has 8x the clusters of the one before
 TRUNCATE_REG_MAX = 0.01  # automatic truncation below this reg / cost bound (above it most
                          # pairs are kept anyway)
 TRUNCATE_DIM_MAX = 3     # and in at most 3 dimensions (box bounds are loose in many)
@@ -105,12 +106,39 @@ def use_truncation(truncate, cost, reg, balanced):
 
 
 def clusters(x, w, count):
-    """The cloud clustered into k-d cells of about n / count points: barycentres and masses
-    (cells of zero mass left out)."""
-    halvings = max(0, math.ceil(math.log2(max(len(w), 1))) - math.ceil(math.log2(count)))
+    """The cloud clustered into ``count`` k-d cells (a power of 2): barycentres, masses (cells of
+    zero mass left out) and the cluster of each point (-1 in a cell left out)."""
+    depth = int(math.log2(count))
+    halvings = max(0, math.ceil(math.log2(max(len(w), 1))) - depth)
     order, ptr, points, _, _ = kd_cells(x, halvings)
     ws = w[order]
     mass = np.add.reduceat(ws, ptr[:-1])
     centres = np.add.reduceat(ws[:, None] * points, ptr[:-1]) / np.where(mass > 0, mass, 1.0)[:, None]
     keep = mass > 0
-    return np.ascontiguousarray(centres[keep]), mass[keep]
+    label = np.empty(len(w), np.int64)
+    label[order] = np.where(keep, np.cumsum(keep) - 1, -1)[np.repeat(np.arange(len(mass)), np.diff(ptr))]
+    return np.ascontiguousarray(centres[keep]), mass[keep], label
+
+
+def cascade(x, w):
+    """The levels of the warm start, coarsest first, as (points, weights, the parent of each in
+    the level before, -1 for the first): COARSE_CLUSTERS clusters, then LEVEL_RATIO times more
+    while that leaves a factor of 2 to the cloud, then the cloud itself."""
+    counts = [COARSE_CLUSTERS]
+    while counts[-1] * LEVEL_RATIO <= len(w) / 2:
+        counts.append(counts[-1] * LEVEL_RATIO)
+    levels, previous = [], None
+    for count in counts:
+        pts, mass, label = clusters(x, w, count)
+        parent = np.full(len(mass), -1, np.int64)
+        if previous is not None:
+            parent[label[label >= 0]] = previous[label >= 0]
+        levels.append((pts, mass, parent))
+        previous = label
+    levels.append((x, w, previous))
+    return levels
+
+
+def parent_guess(pot, parent):
+    """The potential of each point's parent cluster: a guess of the point's own (NaN: none)."""
+    return np.where(parent >= 0, pot[np.maximum(parent, 0)], np.nan)

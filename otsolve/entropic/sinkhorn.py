@@ -540,18 +540,22 @@ def sinkhorn_points(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", tol=1
 
 def _truncated_run(full, a, b, reg, tol, max_iter, eps_scaling):
     """Sinkhorn with kernel truncation on the clouds of ``full`` (a PointCost), warm-started from
-    the clouds clustered into COARSE_CLUSTERS cells each and solved on all their pairs (annealed
-    as asked): the coarse potentials, softened onto the points, leave only the local errors that
-    plain steps remove fast. Returns the truncated cost and the run (coarse iterations counted)."""
-    x, y, code, p = full.x, full.y, full.code, full.p
-    xc, ac = _truncated.clusters(x, a, _truncated.COARSE_CLUSTERS)
-    yc, bc = _truncated.clusters(y, b, _truncated.COARSE_CLUSTERS)
+    a cascade of clusterings (COARSE_CLUSTERS cells each, solved on all their pairs and annealed
+    as asked; then LEVEL_RATIO times more, truncated, at the target reg): each level's potentials,
+    softened onto the next level's points, leave it only the local errors that plain steps remove
+    fast. Returns the truncated cost of the clouds and the run (all levels' iterations counted)."""
+    code, p, theta = full.code, full.p, _truncated.theta_for(tol)
+    levels = list(zip(_truncated.cascade(full.x, a), _truncated.cascade(full.y, b)))
+    (xc, ac, _), (yc, bc, _) = levels[0]
     coarse = PointCost(xc, yc, code, p, shift=True)
-    start = _iterate(coarse, ac, bc, reg, math.inf, tol, max_iter, eps_scaling)
-    f_coarse = start.f + coarse.offset  # potentials of C (balanced: the offset moves f alone)
-    f, g = np.full(len(a), np.nan), np.full(len(b), np.nan)  # no guess: shifts by the largest terms
-    _softmin(PointCost(x, yc, code, p), 0, start.g, _log(bc), reg, f)
-    _softmin(PointCost(y, xc, code, p), 0, f_coarse, _log(ac), reg, g)
-    cost = _truncated.TruncatedPointCost(x, y, code, p, _truncated.theta_for(tol))
-    run = _iterate(cost, a, b, reg, math.inf, tol, max_iter - start.n_iter, False, init=(f, g))
-    return cost, run._replace(n_iter=run.n_iter + start.n_iter)
+    run = _iterate(coarse, ac, bc, reg, math.inf, tol, max_iter, eps_scaling)
+    f, g, n_iter = run.f + coarse.offset, run.g, run.n_iter  # potentials of C (balanced: the offset moves f)
+    for ((xc, ac, _), (yc, bc, _)), ((x, a_l, up_x), (y, b_l, up_y)) in zip(levels, levels[1:]):
+        f_next = _truncated.parent_guess(f, up_x)  # guesses of the soft-mins below (NaN: none)
+        g_next = _truncated.parent_guess(g, up_y)
+        _softmin(_truncated.TruncatedPointCost(x, yc, code, p, theta), 0, g, _log(bc), reg, f_next)
+        _softmin(_truncated.TruncatedPointCost(y, xc, code, p, theta), 0, f, _log(ac), reg, g_next)
+        cost = _truncated.TruncatedPointCost(x, y, code, p, theta)
+        run = _iterate(cost, a_l, b_l, reg, math.inf, tol, max_iter - n_iter, False, init=(f_next, g_next))
+        f, g, n_iter = run.f, run.g, n_iter + run.n_iter
+    return cost, run._replace(n_iter=n_iter)
