@@ -160,3 +160,20 @@ def test_kernel_skips_nothing_at_large_theta():
     cost.softmin(0, h, 1.0 / reg, lse)
     assert np.allclose(lse, logsumexp(-ot.dist(x, y) / reg, axis=1), rtol=1e-13, atol=1e-13)
     assert np.all(np.isneginf(cost.log_dropped[0])) and _kernels.GUESS_SLACK > 0
+
+
+def test_cascade_levels_are_nested_clusterings():
+    from otsolve.entropic._truncated import cascade
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(40_000, 2))
+    w = rng.uniform(0.0, 1.0, 40_000)
+    w[:100] = 0.0
+    levels = cascade(x, w / w.sum())
+    assert [len(m) for _, m, _ in levels][:2] == [2048, 16384] and levels[-1][0] is x
+    for (pts, mass, _), (fine, fine_mass, parent) in zip(levels, levels[1:]):
+        assert np.all(parent >= 0) or np.all(fine_mass[parent < 0] == 0)
+        live = parent >= 0
+        np.testing.assert_allclose(np.bincount(parent[live], fine_mass[live], len(mass)), mass, rtol=1e-12)
+        centre = np.stack([np.bincount(parent[live], fine_mass[live] * fine[live, k], len(mass))
+                           for k in range(2)], axis=1) / mass[:, None]
+        np.testing.assert_allclose(centre, pts, rtol=1e-9, atol=1e-12)
