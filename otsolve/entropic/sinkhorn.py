@@ -501,7 +501,7 @@ def sinkhorn_points(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", tol=1
         ``f``, ``g`` rebuild any entry: P_ij = a_i b_j exp((f_i + g_j - C_ij) / reg).
     truncate : bool, optional
         Kernel truncation (Schmitzer 2019) with a coarse-to-fine warm start: each pass computes
-        only the pairs whose term can exceed ``1e-3 * tol`` of its row's sum, found by k-d cells
+        only the pairs whose term can exceed ``1e-4 * tol`` of its row's sum, found by k-d cells
         of the clouds from the current potentials, and bounds the rest; the run starts from the
         clouds clustered into 2048 cells each. None (default): on for balanced problems beyond
         the dense size, in at most 3 dimensions, with reg <= 0.01 x the cost bound (there a
@@ -556,6 +556,7 @@ def _truncated_run(full, a, b, reg, tol, max_iter, eps_scaling):
         _softmin(_truncated.TruncatedPointCost(x, yc, code, p, theta), 0, g, _log(bc), reg, f_next)
         _softmin(_truncated.TruncatedPointCost(y, xc, code, p, theta), 0, f, _log(ac), reg, g_next)
         cost = _truncated.TruncatedPointCost(x, y, code, p, theta)
-        run = _iterate(cost, a_l, b_l, reg, math.inf, tol, max_iter - n_iter, False, init=(f_next, g_next))
+        run = _iterate(cost, a_l, b_l, reg, math.inf, _truncated.ITERATE_TOL * tol, max_iter - n_iter, False,
+                       init=(f_next, g_next))
         f, g, n_iter = run.f, run.g, n_iter + run.n_iter
     return cost, run._replace(n_iter=n_iter)
