@@ -507,7 +507,8 @@ def sinkhorn_points(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", tol=1
         the dense size, in at most 3 dimensions, with reg <= 0.01 x the cost bound (there a
         pass over n = m = 100,000 planar points computes ~10% of the pairs). ``marginal_error``
         then includes the certified bound of the mass the skipped pairs hold, and the message
-        states it. Balanced problems only.
+        states it; ``value`` and ``max_dual_violation`` are those of the kept pairs (the plan is 0
+        on the others). Balanced problems only.
 
     Returns
     -------
