@@ -327,6 +327,7 @@ def bench_large_clouds(sizes, peers):
             rows.append((kind, n, f"{reg:.3g}", str(res.status), res.n_iter, f"{wall:.1f}", f"{cpu:.1f}",
                          f"{wall / max(res.n_iter, 1):.3f}", f"{peak:.0f}", f"{rss:.0f}",
                          skipped.group(1) if skipped else "-", f"{res.marginal_error:.1e}"))
+            print("  done:", *rows[-1], flush=True)  # a long run: each row as soon as it is measured
             if peers and n == PEER_N:
                 peer_rows.append((kind, n, res.n_iter, wall, x, y, reg))
     table(f"Point clouds, reg = {LARGE_REG:g} x diameter^2, tol {LARGE_TOL:g}: sinkhorn_points "
