@@ -128,7 +128,9 @@ def test_truncated_plan_on_request_is_evaluated_on_all_pairs():
     assert np.allclose(res.plan, P, rtol=1e-9, atol=1e-18)
 
 
-def test_automatic_truncation_above_the_dense_size():
+def test_automatic_truncation_above_the_dense_size(monkeypatch):
+    from otsolve.entropic import _truncated
+    monkeypatch.setattr(_truncated, "TRUNCATE_MIN_PAIRS", 2**22)  # from 2**26 pairs: a smaller test
     x, y, diam2 = _clouds(2100, "uniform", seed=9)  # 2100^2 pairs > 2^22: no dense matrix
     res = otsolve.sinkhorn_points(x, y, reg=1e-3 * diam2, tol=TOL)
     assert res.status == Status.OPTIMAL and "kernel truncation" in res.message

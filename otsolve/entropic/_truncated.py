@@ -26,6 +26,9 @@ ITERATE_TOL = 0.8        # the truncated iterations stop at this share of tol, l
 COARSE_CLUSTERS = 2048   # the warm start solves the clouds clustered into this many cells each
                          # (dense 2048 x 2048 costs with a kept kernel: a few ms an iteration)
 LEVEL_RATIO = 8          # each level of the warm start has 8x the clusters of the one before
+TRUNCATE_MIN_PAIRS = 2**26  # automatic truncation from n m = 8192^2 pairs: the warm start's dense
+                            # 2048^2 level (64 MiB) is then small beside the problem, whose memory
+                            # stays O(n + m) below (the plain online passes)
 TRUNCATE_REG_MAX = 0.01  # automatic truncation below this reg / cost bound (above it most
                          # pairs are kept anyway)
 TRUNCATE_DIM_MAX = 3     # and in at most 3 dimensions (box bounds are loose in many)
@@ -97,11 +100,10 @@ class TruncatedPointCost:
 
 def use_truncation(truncate, cost, reg, balanced):
     """Whether sinkhorn_points truncates its PointCost ``cost``: ``truncate`` if given (True
-    needs a balanced problem), else for balanced problems beyond the dense size at small reg in
-    low dimension."""
+    needs a balanced problem), else for large balanced problems at small reg in low dimension."""
     if truncate is None:
-        return (balanced and cost.dense is None and cost.x.shape[1] <= TRUNCATE_DIM_MAX
-                and reg <= TRUNCATE_REG_MAX * cost.scale)
+        return (balanced and cost.shape[0] * cost.shape[1] >= TRUNCATE_MIN_PAIRS
+                and cost.x.shape[1] <= TRUNCATE_DIM_MAX and reg <= TRUNCATE_REG_MAX * cost.scale)
     if not isinstance(truncate, (bool, np.bool_)):
         raise TypeError(f"truncate must be True, False or None; got {truncate!r}")
     if truncate and not balanced:

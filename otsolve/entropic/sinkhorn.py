@@ -503,8 +503,8 @@ def sinkhorn_points(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", tol=1
         Kernel truncation (Schmitzer 2019) with a coarse-to-fine warm start: each pass computes
         only the pairs whose term can exceed ``1e-4 * tol`` of its row's sum, found by k-d cells
         of the clouds from the current potentials, and bounds the rest; the run starts from the
-        clouds clustered into 2048 cells each. None (default): on for balanced problems beyond
-        the dense size, in at most 3 dimensions, with reg <= 0.01 x the cost bound (there a
+        clouds clustered into 2048 cells each. None (default): on for balanced problems of at
+        least 8192^2 pairs, in at most 3 dimensions, with reg <= 0.01 x the cost bound (there a
         pass over n = m = 100,000 planar points computes ~10% of the pairs). ``marginal_error``
         then includes the certified bound of the mass the skipped pairs hold, and the message
         states it; ``value`` and ``max_dual_violation`` are those of the kept pairs (the plan is 0
