@@ -7,6 +7,9 @@
     python benchmarks/bench_sinkhorn.py --issue16 [--sizes 256 1000 5000]   # the tables of issue 16:
         small reg (1e-3, 3e-4, 1e-4 of max C) at tol 1e-9 with the mat-vec unit, small n against
         POT, the GAN loss against GeomLoss, and the first solve after a BLAS call
+    python benchmarks/bench_sinkhorn.py --large [--large-sizes 10000 30000 100000] [--no-peers]
+        issue 16 item 4: sinkhorn_points with kernel truncation on uniform-in-square and Gaussian
+        clouds at reg 1e-3 x diameter^2, tol 1e-6 (then POT and GeomLoss at n = 10,000)
 
 Data: two 2-D Gaussian clouds (the second shifted and stretched), squared Euclidean cost scaled to
 max 1, so reg is relative to the largest cost; uniform weights. Every solver stops on the marginals
@@ -23,7 +26,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
+import resource
 import time
+import tracemalloc
 import warnings
 
 import numba
@@ -296,6 +302,75 @@ def bench_after_blas(n=1000):
           ("n", "before the solve", "min", "max"), rows)
 
 
+LARGE_TOL = 1e-6      # issue 16 item 4: L1 marginal error, relative to the mass
+LARGE_REG = 1e-3      # times the squared diameter of the clouds
+PEER_N = 10_000       # POT and GeomLoss on the dense 10^4 x 10^4 problem (0.8 GB a matrix)
+
+
+def large_clouds(n, kind, seed=0):
+    """Uniform in the unit square, or the Gaussian clouds of the other tables."""
+    if kind == "uniform":
+        rng = np.random.default_rng(seed)
+        return rng.random((n, 2)), rng.random((n, 2))
+    return clouds(n, seed=seed)
+
+
+def bench_large_clouds(sizes, peers):
+    """sinkhorn_points on n = m points at reg = LARGE_REG x diameter^2, tol LARGE_TOL (kernel
+    truncation is automatic above 2048^2 pairs): wall and CPU time, iterations (the coarse
+    2048-cluster solve included), peak memory (tracemalloc: numpy arrays; and the process's
+    peak resident size, which includes Python, Numba and the libraries), the certified bound of
+    the mass skipped and the marginal error (of the kept pairs plus that bound)."""
+    rows, peer_rows = [], []
+    for kind in ("uniform", "gauss"):
+        for n in sizes:
+            x, y = large_clouds(n, kind)
+            both = np.concatenate([x, y])
+            reg = LARGE_REG * float(np.sum(np.ptp(both, axis=0) ** 2))
+            tracemalloc.start()
+            wall, cpu = time.perf_counter(), time.process_time()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = otsolve.sinkhorn_points(x, y, reg=reg, tol=LARGE_TOL, max_iter=MAX_ITER)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            peak = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+            skipped = re.search(r"hold at most (\S+) of the mass", res.message)
+            rows.append((kind, n, f"{reg:.3g}", str(res.status), res.n_iter, f"{wall:.1f}", f"{cpu:.1f}",
+                         f"{wall / max(res.n_iter, 1):.3f}", f"{peak:.0f}", f"{rss:.0f}",
+                         skipped.group(1) if skipped else "-", f"{res.marginal_error:.1e}"))
+            print("  done:", *rows[-1], flush=True)  # a long run: each row as soon as it is measured
+            if peers and n == PEER_N:
+                peer_rows.append((kind, n, res.n_iter, wall, x, y, reg))
+    table(f"Point clouds, reg = {LARGE_REG:g} x diameter^2, tol {LARGE_TOL:g}: sinkhorn_points "
+          "(automatic kernel truncation); wall and CPU s; MiB", ("data", "n", "reg", "status", "its", "wall",
+                                                                 "cpu", "s/it", "numpy peak", "peak RSS",
+                                                                 "skipped mass", "L1 err"), rows)
+    if peer_rows:
+        bench_large_peers(peer_rows)
+
+
+def bench_large_peers(runs):
+    """POT's log-domain Sinkhorn (LOG_CAP iterations timed, its time extrapolated to otsolve's
+    iteration count: '~') and GeomLoss (tensorized, its fixed annealing schedule) on the dense
+    problem, same data and reg as the otsolve row."""
+    rows = []
+    for kind, n, its, wall, x, y, reg in runs:
+        C = ot.dist(x, y)
+        a = np.full(n, 1.0 / n)
+        t_log, n_log, _, _ = run_pot(C, a, a, reg, "sinkhorn_log", cap=LOG_CAP)
+        per_it = t_log / max(n_log, 1)
+        t_geo, levels, err_geo, _ = run_geomloss(x, y, float(C.max()), a, a, reg, C)
+        rows.append((kind, n, f"{wall:.1f}", its, f"{per_it:.2f}", f"~{per_it * its:.0f}", f"{per_it * its / wall:.0f}",
+                     f"{t_geo:.1f}", levels, f"{err_geo:.1e}", f"{t_geo / wall:.2f}"))
+        del C
+    table("The same problems on peers (s): POT sinkhorn_log per iteration and extrapolated to otsolve's "
+          "iteration count, GeomLoss tensorized CPU (no tolerance: its L1 error)",
+          ("data", "n", "otsolve", "its", "POT log s/it", "POT log", "POT/ots", "GeomLoss", "levels", "err",
+           "geom/ots"), rows)
+
+
 def issue16(sizes):
     bench_small_reg(sizes)
     bench_small_n()
@@ -309,7 +384,14 @@ def main():
     parser.add_argument("--no-big", action="store_true")
     parser.add_argument("--issue16", action="store_true")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1000, 5000])
+    parser.add_argument("--large", action="store_true")
+    parser.add_argument("--large-sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
+    parser.add_argument("--no-peers", action="store_true")
     args = parser.parse_args()
+    if args.large:  # compile (or load) the truncated kernels outside the measurements
+        otsolve.sinkhorn_points(*large_clouds(300, "uniform"), reg=1e-3, truncate=True)
+        bench_large_clouds(args.large_sizes, peers=not args.no_peers)
+        return
     if args.issue16:
         otsolve.sinkhorn(np.array([[0.0, 1.0], [1.0, 0.0]]), reg=0.1)
         issue16(args.sizes)

@@ -10,13 +10,16 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .._costs import cost_chunk
+from .._cells import gap_cost
+from .._costs import SQEUCLIDEAN, cost_chunk, point_costs
 from .._fastmath import FAST, fast_exp
 
 CHUNK = 256                 # columns per accumulator block: fits L1, vectorises
 SUM_MIN, SUM_MAX = 1e-200, 1e200   # a shifted sum outside this range is redone with the exact max
 N_STATS = 5                 # per-row statistics of plan_rows
 ROW_BLOCK = 16              # rows per parallel task of plan_rows
+GUESS_SLACK = 2.0           # truncated passes: a row whose log-sum comes out this far below its
+MAX_REDOS = 4               # guess (which set the cells skipped) is redone, its guess lowered to it
 
 
 @njit(cache=True, inline="always", fastmath=FAST)
@@ -410,3 +413,268 @@ def marginal_error(a, f, T, eps, clip):
     for i in range(a.shape[0]):
         err += abs(a[i] * np.expm1(min((f[i] - T[i]) / eps, clip)))
     return err
+# Truncated passes (Schmitzer 2019, kernel truncation). Both clouds are sorted into k-d cells with
+# bounding boxes. Row i has a guess ref_i of its log-sum (the previous pass); a term h_j - C_ij
+# inv_reg more than theta below ref_i is skipped. Bounds decide without computing the terms:
+# first for a block of rows (one cell) against a column cell, then for each row against the
+# column cells left. The skipped terms are bounded by count * exp(bound) per cell and summed per
+# row: a certified bound, whatever the guess. For squared Euclidean costs the bounds are linear
+# (h varies by ~10 across a cell at small reg: a box bound with max h would keep far too much):
+# w_j = h_j reg - |y_j|^2 <= <s, y_j> + R on a column cell and u_i = -ref_i reg - |x_i|^2 <=
+# <t, x_i> + Q on a row cell (slopes fitted by least squares, R and Q the largest residuals), so
+# h_j - |x_i - y_j|^2 inv_reg - ref_i = (w_j + u_i + 2 <x_i, y_j>) inv_reg, bounded over the boxes.
+
+
+@njit(cache=True, inline="always")
+def _box_cost(lo1, hi1, lo2, hi2, gaps, code, p):
+    """A lower bound of the cost between two boxes (a point is a box with lo = hi)."""
+    for k in range(gaps.shape[0]):
+        gaps[k] = max(lo1[k] - hi2[k], lo2[k] - hi1[k], 0.0)
+    return gap_cost(gaps, code, p)
+
+
+@njit(cache=True)
+def _fit_linear(pts, vals, slope):
+    """slope <- per-coordinate least-squares slopes of vals over the points pts (k, d); returns R
+    with vals <= <slope, pt> + R on every point (+inf if a value is +inf or NaN; -inf values are
+    left out, they satisfy any bound)."""
+    k, d = pts.shape
+    live, mean = 0, 0.0
+    centre = np.zeros(d)
+    for r in range(k):
+        if not vals[r] < np.inf:
+            slope[:] = 0.0
+            return np.inf
+        if vals[r] > -np.inf:
+            live += 1
+            mean += vals[r]
+            for q in range(d):
+                centre[q] += pts[r, q]
+    slope[:] = 0.0
+    if live == 0:
+        return -np.inf
+    mean /= live
+    centre /= live
+    for q in range(d):
+        num, den = 0.0, 0.0
+        for r in range(k):
+            if vals[r] > -np.inf:
+                num += (pts[r, q] - centre[q]) * (vals[r] - mean)
+                den += (pts[r, q] - centre[q]) ** 2
+        slope[q] = num / den if den > 0.0 else 0.0
+    top = -np.inf
+    for r in range(k):
+        res = vals[r]
+        for q in range(d):
+            res -= slope[q] * pts[r, q]
+        top = max(top, res)
+    return top
+
+
+@njit(cache=True, parallel=True)
+def _column_bounds(h, yT, y_ptr, inv_reg, code):
+    """Per column cell: max h and (squared Euclidean) lin[e] = (s, R) with h_j reg - |y_j|^2 <=
+    <s, y_j> + R; and the size of the largest cell."""
+    ncy, d = y_ptr.shape[0] - 1, yT.shape[0]
+    h_max, lin = np.full(ncy, -np.inf), np.zeros((ncy, d + 1))
+    widest = 1
+    for e in range(ncy):
+        widest = max(widest, y_ptr[e + 1] - y_ptr[e])
+    for e in prange(ncy):
+        j0, j1 = y_ptr[e], y_ptr[e + 1]
+        w = np.empty(j1 - j0)
+        for j in range(j0, j1):
+            h_max[e] = max(h_max[e], h[j])
+            sq = 0.0
+            for q in range(d):
+                sq += yT[q, j] * yT[q, j]
+            w[j - j0] = h[j] / inv_reg - sq
+        if code == SQEUCLIDEAN:
+            lin[e, d] = _fit_linear(yT[:, j0:j1].T, w, lin[e, :d])
+    return h_max, lin, widest
+
+
+@njit(cache=True, inline="always")
+def _row_cell_fit(x, r0, r1, ref, inv_reg, slope):
+    """Q with u_i = -ref_i reg - |x_i|^2 <= <slope, x_i> + Q over the rows r0..r1 - 1."""
+    u = np.empty(r1 - r0)
+    for r in range(r1 - r0):
+        sq = 0.0
+        for q in range(x.shape[1]):
+            sq += x[r0 + r, q] * x[r0 + r, q]
+        u[r] = -ref[r] / inv_reg - sq
+    return _fit_linear(x[r0:r1], u, slope)
+
+
+@njit(cache=True, inline="always")
+def _kept_cells(lo, hi, t, Q, low, y_lo, y_hi, y_ptr, h_max, lin, inv_reg, theta, code, p, gaps, kept):
+    """kept[:nk] = the column cells where some row of the cell (box lo..hi, u <= <t, x> + Q, log-sum
+    guesses >= low) may have a term within theta of its guess; returns nk and the sum over the
+    others of count * exp(bound of term - guess), the same for every row of the cell."""
+    nk, dropped, d = 0, 0.0, lo.shape[0]
+    for e in range(h_max.shape[0]):
+        rel = h_max[e] - _box_cost(lo, hi, y_lo[e], y_hi[e], gaps, code, p) * inv_reg - low
+        if code == SQEUCLIDEAN and rel > -theta and rel < np.inf:
+            s = Q + lin[e, d]
+            for q in range(d):
+                cx, hx = 0.5 * (lo[q] + hi[q]), 0.5 * (hi[q] - lo[q])
+                cy, hy = 0.5 * (y_lo[e, q] + y_hi[e, q]), 0.5 * (y_hi[e, q] - y_lo[e, q])
+                s += (lin[e, q] * cy + t[q] * cx + 2.0 * cx * cy + abs(lin[e, q] + 2.0 * cx) * hy
+                      + abs(t[q] + 2.0 * cy) * hx + 2.0 * hx * hy)
+            rel = min(rel, s * inv_reg)
+        if rel >= -theta:
+            kept[nk] = e
+            nk += 1
+        else:
+            dropped += (y_ptr[e + 1] - y_ptr[e]) * np.exp(rel)
+    return nk, dropped
+
+
+@njit(cache=True, inline="always")
+def _point_bound(xi, e, y_lo, y_hi, h_max, lin, inv_reg, code, p, gaps):
+    """A bound of h_j - C(x_i, y_j) inv_reg over column cell e: the box bound, and for squared
+    Euclidean costs the tighter of it and the linear one."""
+    bound = h_max[e] - _box_cost(xi, xi, y_lo[e], y_hi[e], gaps, code, p) * inv_reg
+    if code != SQEUCLIDEAN or not np.isfinite(bound):
+        return bound
+    d = xi.shape[0]
+    s, xx = lin[e, d], 0.0
+    for q in range(d):
+        v = 2.0 * xi[q] + lin[e, q]
+        s += v * 0.5 * (y_lo[e, q] + y_hi[e, q]) + abs(v) * 0.5 * (y_hi[e, q] - y_lo[e, q])
+        xx += xi[q] * xi[q]
+    return min(bound, (s - xx) * inv_reg)
+
+
+@njit(cache=True, inline="always", fastmath=FAST)
+def _run_sum(x, i, yT, j0, j1, h, inv_reg, shift, code, p, buf, s, top_only):
+    """s + sum_j exp(h_j - C_ij inv_reg - shift) over the columns j0..j1 - 1 (or the max of s and
+    the exponents, top_only), in runs of CHUNK costs."""
+    for c0 in range(j0, j1, CHUNK):
+        k = min(CHUNK, j1 - c0)
+        cost = point_costs(x, i, yT, c0, k, code, p, buf)
+        hh = h[c0:c0 + k]
+        if top_only:
+            for jj in range(k):
+                s = max(s, hh[jj] - cost[jj] * inv_reg)
+        else:
+            for jj in range(k):
+                s += fast_exp(hh[jj] - cost[jj] * inv_reg - shift)
+    return s
+
+
+@njit(cache=True, inline="always", fastmath=FAST)
+def _row_sum(x, i, yT, y_lo, y_hi, y_ptr, h, h_max, lin, inv_reg, ref, theta, shift, kept, nk, code, p, gaps,
+             buf, top_only):
+    """Over the kept cells whose bound against x_i reaches ref - theta: sum_j exp(h_j - C_ij
+    inv_reg - shift), or (top_only) max_j h_j - C_ij inv_reg; and over the cells skipped here,
+    sum count * exp(bound - ref). Adjacent cells (neighbours in the k-d order, mostly in space
+    too) are computed as one run of columns, so that short cells cost no more than long rows."""
+    xi = x[i]
+    s = -np.inf if top_only else 0.0
+    dropped = 0.0
+    run0, run1 = 0, 0
+    for t in range(nk):
+        e = kept[t]
+        rel = _point_bound(xi, e, y_lo, y_hi, h_max, lin, inv_reg, code, p, gaps) - ref
+        if rel < -theta:
+            dropped += (y_ptr[e + 1] - y_ptr[e]) * np.exp(rel)
+            continue
+        if y_ptr[e] != run1:
+            s = _run_sum(x, i, yT, run0, run1, h, inv_reg, shift, code, p, buf, s, top_only)
+            run0 = y_ptr[e]
+        run1 = y_ptr[e + 1]
+    s = _run_sum(x, i, yT, run0, run1, h, inv_reg, shift, code, p, buf, s, top_only)
+    return s, dropped
+
+
+@njit(cache=True, parallel=True, fastmath=FAST)
+def truncated_softmin(x, x_ptr, x_lo, x_hi, yT, y_ptr, y_lo, y_hi, code, p, h, inv_reg, theta, lse,
+                      log_dropped):
+    """lse[i] <- log sum_j exp(h_j - C_ij inv_reg) over the pairs kept (see above), from the
+    guesses in ``lse`` (the previous pass); log_dropped[i] <- log of a bound of the sum of the
+    terms skipped (-inf if none). Rows and columns are sorted by cell (x_ptr, y_ptr) and
+    cost_chunk's point source is (x, -, yT, code, p). A row whose log-sum comes out more than
+    GUESS_SLACK below its guess is redone from it (the guess skipped too much)."""
+    ncx, d = x_ptr.shape[0] - 1, x.shape[1]
+    h_max, lin, widest = _column_bounds(h, yT, y_ptr, inv_reg, code)
+    for c in prange(ncx):
+        r0, r1 = x_ptr[c], x_ptr[c + 1]
+        gaps, buf, kept, t = np.empty(d), np.empty(CHUNK), np.empty(h_max.shape[0], np.int64), np.empty(d)
+        ref = lse[r0:r1].copy()
+        for r in range(r1 - r0):
+            ref[r] = ref[r] if np.isfinite(ref[r]) else -np.inf
+        out, drop = np.empty(r1 - r0), np.empty(r1 - r0)
+        for attempt in range(MAX_REDOS + 1):
+            Q = _row_cell_fit(x, r0, r1, ref, inv_reg, t)
+            nk, cell_drop = _kept_cells(x_lo[c], x_hi[c], t, Q, ref.min(), y_lo, y_hi, y_ptr, h_max, lin, inv_reg,
+                                        theta, code, p, gaps, kept)
+            redo = False
+            for r in range(r1 - r0):
+                i, shift = r0 + r, ref[r]
+                s, dropped = 0.0, 0.0
+                if np.isfinite(shift):
+                    s, dropped = _row_sum(x, i, yT, y_lo, y_hi, y_ptr, h, h_max, lin, inv_reg, ref[r], theta,
+                                          shift, kept, nk, code, p, gaps, buf, False)
+                if not SUM_MIN <= s <= SUM_MAX:  # no guess, or a poor one: shift by the largest term
+                    shift, dropped = _row_sum(x, i, yT, y_lo, y_hi, y_ptr, h, h_max, lin, inv_reg, ref[r], theta,
+                                              0.0, kept, nk, code, p, gaps, buf, True)
+                    s = 0.0
+                    if np.isfinite(shift):
+                        s, dropped = _row_sum(x, i, yT, y_lo, y_hi, y_ptr, h, h_max, lin, inv_reg, ref[r], theta,
+                                              shift, kept, nk, code, p, gaps, buf, False)
+                out[r] = np.log(s) + shift if s > 0.0 else -np.inf
+                total = dropped + cell_drop
+                drop[r] = ref[r] + np.log(total) if total > 0.0 else -np.inf
+                if out[r] < ref[r] - GUESS_SLACK:
+                    ref[r], redo = out[r], True
+            if not redo:
+                break
+        for r in range(r1 - r0):
+            lse[r0 + r], log_dropped[r0 + r] = out[r], drop[r]
+
+
+@njit(cache=True, parallel=True, fastmath=FAST)
+def truncated_plan_rows(x, x_ptr, x_lo, x_hi, yT, y_ptr, y_lo, y_hi, code, p, f, g, log_a, log_b, inv_reg,
+                        theta, stats, log_dropped):
+    """stats[i] as in :func:`plan_rows` for the plan of (f, g) restricted to the pairs kept (the
+    rows' guesses of the log-sum are -f_i inv_reg, exact at the solution), the skipped pairs
+    counted with P_ij = 0 (their a_i b_j enters the KL and excess terms); log_dropped[i] <- log of
+    a bound of the row's skipped mass sum_j P_ij."""
+    ncx, d = x_ptr.shape[0] - 1, x.shape[1]
+    h = log_b + g * inv_reg
+    h_max, lin, widest = _column_bounds(h, yT, y_ptr, inv_reg, code)
+    b = np.exp(log_b)
+    b_sum = b.sum()
+    cell_b = np.zeros(h_max.shape[0])
+    for e in range(h_max.shape[0]):
+        cell_b[e] = b[y_ptr[e]:y_ptr[e + 1]].sum()
+    no_scaling = np.empty(0)
+    for c in prange(ncx):
+        r0, r1 = x_ptr[c], x_ptr[c + 1]
+        gaps, buf, kept, t = np.empty(d), np.empty(widest), np.empty(h_max.shape[0], np.int64), np.empty(d)
+        scratch, acc = np.empty(widest), np.empty((N_STATS, widest))
+        ref = -f[r0:r1] * inv_reg
+        Q = _row_cell_fit(x, r0, r1, ref, inv_reg, t)
+        nk, cell_drop = _kept_cells(x_lo[c], x_hi[c], t, Q, ref.min(), y_lo, y_hi, y_ptr, h_max, lin, inv_reg, theta,
+                                    code, p, gaps, kept)
+        for i in range(r0, r1):
+            acc[:] = 0.0
+            acc[3, :] = -np.inf
+            xi, dropped, b_kept = x[i], 0.0, 0.0
+            for q in range(nk):
+                e = kept[q]
+                rel = _point_bound(xi, e, y_lo, y_hi, h_max, lin, inv_reg, code, p, gaps) - ref[i - r0]
+                j0, k = y_ptr[e], y_ptr[e + 1] - y_ptr[e]
+                if rel < -theta:
+                    dropped += k * np.exp(rel)
+                    continue
+                b_kept += cell_b[e]
+                _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k], point_costs(x, i, yT, j0, k, code, p, buf),
+                            inv_reg, scratch[:k], acc, 1.0, no_scaling)
+            _reduce_stats(acc, stats[i])
+            ab_skipped = np.exp(log_a[i]) * max(b_sum - b_kept, 0.0)
+            stats[i, 2] += ab_skipped   # a b phi(-inf) = a b
+            stats[i, 4] -= ab_skipped   # P - a b = -a b
+            total = dropped + cell_drop
+            log_dropped[i] = log_a[i] + np.log(total) if total > 0.0 else -np.inf

@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 import scipy.spatial
 
+from .._cells import kd_cells, kd_labels
 from . import _sparse_kernels as _sk
 
 COARSE_DEPTH = 8        # the coarsest level has 2**8 = 256 clusters per cloud: solved on all pairs
@@ -51,7 +52,7 @@ def cloud_levels(x, y, a, b, code, p):
     levels = []
     for (xl, al, up_x), (yl, bl, up_y) in zip(levels_x, levels_y):
         levels.append(Level(xl, yl, al, bl, up_x, up_y, _point_costs(xl, yl, code, p),
-                             lambda xl=xl, yl=yl: (_cells(xl), _cells(yl)),
+                             lambda xl=xl, yl=yl: (kd_cells(xl, CELL_HALVINGS), kd_cells(yl, CELL_HALVINGS)),
                              _nearest_clusters(xl)))
     return levels, rows[order_x], cols[order_y]
 
@@ -102,7 +103,7 @@ def _hierarchy(x, w, depths):
     misses), placed at the barycentre of their points. Also returns that order."""
     n = x.shape[0]
     labels = np.empty((depths[0] + 1, n), np.int64)
-    _sk.kd_labels(x, labels)
+    kd_labels(x, labels)
     order = np.argsort(labels[depths[0]], kind="stable")
     x, w, labels = x[order], w[order], labels[:, order]
     levels = []
@@ -220,18 +221,3 @@ def _offset_neighbours(ix, m, grid):
         pairs = np.unique(owner[keep] * m + partner[keep])
         return pairs // m, pairs % m
     return widen
-
-
-
-def _cells(points):
-    """Pricing cells (k-d tree cells of about 2**CELL_HALVINGS points): the order that makes
-    each cell contiguous, the cell pointers, the sorted points and each cell's bounding box."""
-    n = points.shape[0]
-    t = max(0, math.ceil(math.log2(n)) - CELL_HALVINGS)
-    labels = np.empty((t + 1, n), np.int64)
-    _sk.kd_labels(points, labels)
-    order = np.argsort(labels[t], kind="stable")
-    ptr = np.concatenate([[0], np.cumsum(np.bincount(labels[t]))])
-    pts = np.ascontiguousarray(points[order])
-    return order, ptr, pts, np.minimum.reduceat(pts, ptr[:-1]), np.maximum.reduceat(pts, ptr[:-1])
-

@@ -8,12 +8,14 @@ and arcs can be added between solves while the tree stays a feasible basis. Also
 k-d tree of a cloud (the hierarchy), the pricing of all n m pairs by cells (bounds skip the cells
 that cannot hold a violating pair) and the certificate over all pairs, in parallel.
 """
+
 import math
 
 import numpy as np
 from numba import njit, prange
 
-from .._costs import CITYBLOCK_POW, SQEUCLIDEAN, pair_cost, point_costs
+from .._cells import gap_cost
+from .._costs import SQEUCLIDEAN, pair_cost, point_costs
 from ._kernels import _link, _unlink, push_cycle
 
 OPTIMAL, MAX_ITER = 0, 1
@@ -245,66 +247,6 @@ def product_arcs(coarse_rows, coarse_cols, x_ptr, x_members, y_ptr, y_members, r
     return t
 
 
-@njit(cache=True)
-def kd_labels(x, labels):
-    """Balanced k-d tree by median splits along the widest coordinate: labels[t, i] is the
-    cell of point i at depth t (cells numbered left to right; a cell of one point is not
-    split), labels.shape[0] - 1 >= ceil(log2 n) so that the last depth has one point per cell."""
-    n, d = x.shape
-    perm = np.arange(n)
-    starts = np.zeros(n + 1, np.int64)
-    ends = np.zeros(n + 1, np.int64)
-    starts[0], ends[0] = 0, n
-    count = 1
-    new_starts = np.zeros(n + 1, np.int64)
-    new_ends = np.zeros(n + 1, np.int64)
-    for t in range(labels.shape[0]):
-        new_count = 0
-        for c in range(count):
-            s, e = starts[c], ends[c]
-            for k in range(s, e):
-                labels[t, perm[k]] = c
-            if e - s == 1:
-                new_starts[new_count], new_ends[new_count] = s, e
-                new_count += 1
-                continue
-            widest, spread = 0, -1.0
-            for dim in range(d):
-                lo, hi = np.inf, -np.inf
-                for k in range(s, e):
-                    v = x[perm[k], dim]
-                    lo, hi = min(lo, v), max(hi, v)
-                if hi - lo > spread:
-                    widest, spread = dim, hi - lo
-            seg = perm[s:e].copy()
-            order = np.argsort(x[seg, widest], kind="mergesort")
-            perm[s:e] = seg[order]
-            mid = s + (e - s) // 2
-            new_starts[new_count], new_ends[new_count] = s, mid
-            new_starts[new_count + 1], new_ends[new_count + 1] = mid, e
-            new_count += 2
-        starts[:new_count] = new_starts[:new_count]
-        ends[:new_count] = new_ends[:new_count]
-        count = new_count
-
-
-@njit(cache=True, inline="always")
-def _gap_cost(gaps, code, p):
-    """metric(gaps) ** p for per-coordinate gaps >= 0: a lower bound of the cost between two
-    boxes (or a point and a box) whose per-coordinate distances are ``gaps``."""
-    s = 0.0
-    if code == CITYBLOCK_POW:
-        for k in range(gaps.shape[0]):
-            s += gaps[k]
-    else:
-        for k in range(gaps.shape[0]):
-            s += gaps[k] * gaps[k]
-        if code == SQEUCLIDEAN:
-            return s
-        s = math.sqrt(s)
-    return s if p == 1.0 else s ** p
-
-
 @njit(cache=True, inline="always")
 def _keep_best(cols, rcs, held, j, rc):
     """Insert (j, rc) into the ascending list rcs[:held] of at most len(rcs) entries; new held."""
@@ -350,14 +292,14 @@ def price_cells(x, x_ptr, x_lo, x_hi, yT, y_ptr, y_lo, y_hi, code, p, f, g, thre
         for e in range(ncy):
             for dim in range(d):
                 gaps[dim] = max(x_lo[c, dim] - y_hi[e, dim], y_lo[e, dim] - x_hi[c, dim], 0.0)
-            if _gap_cost(gaps, code, p) - f_max[c] - g_max[e] >= threshold:
+            if gap_cost(gaps, code, p) - f_max[c] - g_max[e] >= threshold:
                 continue
             j0, kk = y_ptr[e], y_ptr[e + 1] - y_ptr[e]
             for i in range(x_ptr[c], x_ptr[c + 1]):
                 fi = f[i]
                 for dim in range(d):
                     gaps[dim] = max(x[i, dim] - y_hi[e, dim], y_lo[e, dim] - x[i, dim], 0.0)
-                if _gap_cost(gaps, code, p) - fi - g_max[e] >= threshold:
+                if gap_cost(gaps, code, p) - fi - g_max[e] >= threshold:
                     continue
                 cost = point_costs(x, i, yT, j0, kk, code, p, buf)
                 h = held[i - x_ptr[c]]
