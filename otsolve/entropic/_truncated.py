@@ -65,6 +65,10 @@ class TruncatedPointCost:
         self.log_dropped = (np.full(self.shape[0], -np.inf), np.full(self.shape[1], -np.inf))
         self.dropped_mass = (0.0, 0.0)
 
+    def compiled_softmin(self, side, pot, log_w, eps, T):
+        """No kept kernel to run the soft-min on: the caller takes the general path."""
+        return False
+
     def _operands(self, side):
         rows, cols = self.cells[side], self.cells[1 - side]
         return (rows.points, rows.ptr, rows.lo, rows.hi, cols.points_t, cols.ptr, cols.lo, cols.hi, self.code,
