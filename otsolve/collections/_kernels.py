@@ -5,7 +5,7 @@ from numba import njit, prange
 from .._costs import point_costs
 from ..lp._assignment_kernels import MAX_SIZE as ASSIGNMENT_MAX_SIZE, duals_in_range, solve_assignment
 from ..entropic import _kernels as entropic_kernels
-from ..entropic._problem import KERNEL_SUM_MIN
+from ..entropic._problem import KERNEL_SUM_MIN, MAX_SQUARINGS, SCALING_MAX
 from ..entropic.sinkhorn import RELAX_BACKOFF, RELAX_GUARD, RELAX_MAX, RELAX_SPAN, RELAX_STEP
 from ..lp._kernels import solve
 
@@ -130,9 +130,11 @@ def _finite_or_zero(z, out):
 @njit(cache=True, inline="always")
 def _softmin(C, K, side, h, inv_reg, lse, kept, hF, hG):
     """lse <- log sum exp(h - C / eps) over the rows (side 0) or columns of C, by a mat-vec with
-    the kept Gibbs kernel K when it is at this eps (kept[0] == inv_reg) and exact to rounding,
-    else by a log-domain pass that rebuilds K (as otsolve.entropic's MatrixCost, without its
-    squaring and per-line repairs)."""
+    the kept Gibbs kernel K when it is at this eps and exact to rounding, else by a log-domain
+    pass that rebuilds K; when eps halves K is squared instead (kept = (1 / eps of K or 0,
+    squarings in a row)), as otsolve.entropic's MatrixCost does, without its per-line repairs."""
+    if inv_reg == 2.0 * kept[0] and kept[1] < MAX_SQUARINGS:
+        _square(K, side, h, lse, kept, hF, hG)
     if kept[0] == inv_reg:
         absorbed, other = (hG, hF) if side == 0 else (hF, hG)
         if entropic_kernels.scaled_lse(K, side, h, absorbed, other, KERNEL_SUM_MIN, lse) == 1:
@@ -145,7 +147,24 @@ def _softmin(C, K, side, h, inv_reg, lse, kept, hF, hG):
         entropic_kernels.softmin_cols_serial(C, h, inv_reg, lse, K)
         _finite_or_zero(h, hF)
         _finite_or_zero(-lse, hG)
-    kept[0] = inv_reg
+    kept[0], kept[1] = inv_reg, 0.0
+
+
+@njit(cache=True, inline="always")
+def _square(K, side, h, lse, kept, hF, hG):
+    """MatrixCost._square: K <- (u_i K_ij v_j)^2 at twice 1 / eps, u, v moving K to the
+    potentials of this call (h, and the guess -lse on the other side); given up (kept[0] = 0,
+    a log-domain pass follows) when they are extreme."""
+    new_F, new_G = np.empty(hF.shape[0]), np.empty(hG.shape[0])
+    _finite_or_zero(-lse if side == 0 else h, new_F)
+    _finite_or_zero(h if side == 0 else -lse, new_G)
+    log_u, log_v = 0.5 * new_F - hF, 0.5 * new_G - hG
+    if max(np.abs(log_u).max(), np.abs(log_v).max()) > SCALING_MAX:
+        kept[0] = 0.0
+        return
+    entropic_kernels.square_scaled_serial(K, np.exp(log_u), np.exp(log_v))
+    hF[:], hG[:] = new_F, new_G
+    kept[0], kept[1] = 2.0 * kept[0], kept[1] + 1.0
 
 
 @njit(cache=True, inline="always")
@@ -212,7 +231,7 @@ def _sinkhorn_pair(points, weights, lo_i, hi_i, lo_j, hi_j, code, p, scale, reg,
     log_a, log_b, mass = np.log(a), np.log(b), a.sum()
     levels = int(np.ceil(np.log2(scale / reg))) if eps_scaling and scale > reg else 0
     f, g, T_f, T_g = np.zeros(n), np.zeros(m), np.zeros(n), np.zeros(m)
-    hF, hG, kept = np.zeros(n), np.zeros(m), np.zeros(1)
+    hF, hG, kept = np.zeros(n), np.zeros(m), np.zeros(2)
     relax = np.array([1.0, RELAX_MAX, 0.0, 0.0, 0.0])  # omega, cap, since, appended, saved error
     history, saved_f, saved_g = np.empty(RELAX_SPAN + 1), np.empty(n), np.empty(m)
     n_iter, converged, final_iter = 0, False, 0

@@ -230,8 +230,7 @@ plan_rows = njit(cache=True, parallel=True, fastmath=FAST)(_plan_rows)
 plan_rows_serial = njit(cache=True, fastmath=FAST)(_plan_rows)  # inside a loop over pairs
 
 
-@njit(cache=True, parallel=True, fastmath=FAST)
-def square_scaled(K, u, v):
+def _square_scaled(K, u, v):
     """K_ij <- (u_i K_ij v_j)^2 in place: the Gibbs kernel at half the reg, scalings absorbed."""
     n, m = K.shape
     for i in prange(n):
@@ -239,6 +238,10 @@ def square_scaled(K, u, v):
         for j in range(m):
             z = ui * row[j] * v[j]
             row[j] = z * z
+
+
+square_scaled = njit(cache=True, parallel=True, fastmath=FAST)(_square_scaled)
+square_scaled_serial = njit(cache=True, fastmath=FAST)(_square_scaled)  # inside a loop over pairs
 
 
 @njit(cache=True)
