@@ -122,12 +122,19 @@ def max_cost_bound(x, y, code, p):
     computed without overflow of the squares (inf only if the bound itself overflows)."""
     both = np.concatenate([x, y])
     with np.errstate(over="ignore"):
-        extent = both.max(axis=0) - both.min(axis=0)
+        return float(extent_bound(both.max(axis=0) - both.min(axis=0), code, p))
+
+
+def extent_bound(extent, code, p):
+    """:func:`max_cost_bound` from the extents (..., d) of bounding boxes: one bound per row."""
+    with np.errstate(over="ignore"):
         if code == CITYBLOCK_POW:
-            return float(np.power(extent.sum(), p))
-        top = extent.max()
-        diameter = top * np.sqrt(((extent / top) ** 2).sum()) if 0 < top < np.inf else top
-        return float(np.power(diameter, 2.0 if code == SQEUCLIDEAN else p))
+            return np.power(extent.sum(axis=-1), p)
+        top = extent.max(axis=-1)
+        inside = (0 < top) & (top < np.inf)  # else the diameter is top itself (0 or inf)
+        ratios = extent / np.where(inside, top, 1.0)[..., None]
+        diameter = np.where(inside, top * np.sqrt((ratios ** 2).sum(axis=-1)), top)
+        return np.power(diameter, 2.0 if code == SQEUCLIDEAN else p)
 
 
 def point_source(x, y, code, p):

@@ -57,12 +57,65 @@ def test_pairs_too_large_for_a_dense_matrix_go_one_by_one(monkeypatch):
     assert (np.outer(sizes, sizes) > 100).any() and (np.outer(sizes, sizes) <= 100).any()  # both paths ran
 
 
-def test_sinkhorn_equals_the_loop_to_the_bit():
-    clouds, weights = _collection(1, K=4)
-    res = otsolve.pairwise(clouds, weights, method="sinkhorn", reg=0.1, tol=1e-8)
-    loop = _loop(lambda x, y, a, b: otsolve.wasserstein(x, y, a, b, method="sinkhorn", reg=0.1, tol=1e-8).value,
+SINKHORN_RTOL = 1e-9  # both runs meet tol = 1e-11 on the marginals of their plans; the iterates
+                     # differ (the batched kernel has no Newton phase, sums in another order)
+
+
+def _sinkhorn_loop(clouds, weights, **options):
+    return _loop(lambda x, y, a, b: otsolve.wasserstein(x, y, a, b, method="sinkhorn", **options).value,
                  clouds, weights)
-    np.testing.assert_array_equal(res.distances, loop)
+
+
+def _count_loop_pairs(monkeypatch):
+    """Pairs solved one by one (the per-pair path), recorded as they go."""
+    from otsolve.collections import _chunks
+    counted, loop_chunk = [], _chunks._loop_chunk
+    monkeypatch.setattr(_chunks, "_loop_chunk", lambda packed, I, J, spec: counted.append(len(I))
+                        or loop_chunk(packed, I, J, spec))
+    return counted
+
+
+@pytest.mark.parametrize("p, reg", [(2, 1.0), (2, 0.1), (1, 0.3), (1, 0.05)])
+def test_sinkhorn_batched_equals_the_loop(p, reg, monkeypatch):
+    clouds, weights = _collection(8, K=6)  # unequal sizes, weights, one zero weight
+    counted = _count_loop_pairs(monkeypatch)
+    res = otsolve.pairwise(clouds, weights, p=p, method="sinkhorn", reg=reg, tol=1e-11)
+    expected = _sinkhorn_loop(clouds, weights, p=p, reg=reg, tol=1e-11)
+    np.testing.assert_allclose(res.distances, expected, rtol=SINKHORN_RTOL, atol=0)
+    assert (res.status == otsolve.Status.OPTIMAL).all() and res.failures == []
+    assert sum(counted) < 15  # the kernel certified pairs itself
+
+
+def test_sinkhorn_at_tiny_reg_every_pair_goes_one_by_one(monkeypatch):
+    clouds, weights = _collection(8, K=6)
+    counted = _count_loop_pairs(monkeypatch)
+    res = otsolve.pairwise(clouds, weights, method="sinkhorn", reg=1e-3)  # too slow without Newton
+    assert sum(counted) == 15
+    np.testing.assert_array_equal(res.distances, _sinkhorn_loop(clouds, weights, reg=1e-3))
+    assert (res.status == otsolve.Status.OPTIMAL).all()
+
+
+def test_sinkhorn_options_the_kernel_does_not_take_go_one_by_one(monkeypatch):
+    clouds, weights = _collection(9, K=4)
+    for options in ({"reg_m": 1.0}, {"tol": 0.0, "max_iter": 50}):
+        counted = _count_loop_pairs(monkeypatch)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", otsolve.ConvergenceWarning)  # tol = 0 runs out its max_iter
+            res = otsolve.pairwise(clouds, weights, method="sinkhorn", reg=0.2, **options)
+        np.testing.assert_array_equal(res.distances, _sinkhorn_loop(clouds, weights, reg=0.2, **options))
+        assert sum(counted) == 6
+    res = otsolve.pairwise(clouds, weights, method="sinkhorn", reg=0.5, eps_scaling=False, tol=1e-11)
+    np.testing.assert_allclose(res.distances, _sinkhorn_loop(clouds, weights, reg=0.5, eps_scaling=False,
+                                                             tol=1e-11), rtol=SINKHORN_RTOL, atol=0)
+
+
+def test_sinkhorn_identical_clouds_take_the_symmetric_path(monkeypatch):
+    clouds, weights = _collection(10, K=3)
+    clouds, weights = clouds + [clouds[0]], weights + [weights[0]]
+    counted = _count_loop_pairs(monkeypatch)
+    res = otsolve.pairwise(clouds, weights, method="sinkhorn", reg=0.5)
+    assert sum(counted) >= 1  # the pair (0, 3), at least
+    assert res.distances[0, 3] == _sinkhorn_loop([clouds[0], clouds[3]], [weights[0], weights[3]], reg=0.5)[0, 1]
 
 
 def test_cross_form_equals_the_loop():

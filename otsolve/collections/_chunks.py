@@ -3,15 +3,20 @@ method needs (built once, shipped once) and the solve of a list of pairs (I[q], 
 from __future__ import annotations
 
 import contextlib
+import inspect
+import math
 import warnings
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
-from .._costs import cost_code
+from .._costs import cost_code, extent_bound
 from .._result import Status
 from .._threads import threads_for
+from ..entropic import sinkhorn_points
+from ..entropic._problem import DENSE_MAX_PAIRS
+from ..entropic.sinkhorn import REG_MIN, _check_options
 from ..lp.network_simplex import CERTIFICATE_RTOL, REDUCED_COST_TOL
 from ..sliced import _kernels as sliced_kernels
 from ..sliced.sliced import project_sorted
@@ -65,8 +70,7 @@ def solve_chunk(data, I, J, spec: Spec, parallel: bool = True):
     """Solve pairs (I[q], J[q]): returns W_p values, int8 status codes and [(q, message)] for
     the pairs that did not reach optimality."""
     if spec.method == "sinkhorn":
-        with contextlib.nullcontext() if parallel else threads_for(0):  # Dask: one Numba thread a worker
-            return _loop_chunk(data, I, J, spec)
+        return _sinkhorn_chunk(data, I, J, spec, parallel)
     if spec.method == "exact":
         return _exact_chunk(data, I, J, spec, parallel)
     S, CS, offsets = data.values, data.cumulative, data.offsets
@@ -105,12 +109,75 @@ def _exact_chunk(packed, I, J, spec, parallel):
         status[small] = codes
         messages = [(int(q), EXACT_MESSAGES[Status(int(c))].format(max_iter=max_iter))
                     for q, c in zip(small, codes) if c != Status.OPTIMAL]
-    if big.any():
-        big = np.flatnonzero(big)
-        v, st, msg = _loop_chunk(packed, I[big], J[big], spec)
-        values[big], status[big] = v, st
-        messages = sorted(messages + [(int(big[q]), m) for q, m in msg])
-    return values, status, messages
+    return values, status, sorted(messages + _loop_rest(packed, I, J, spec, big, values, status, parallel))
+
+
+def _sinkhorn_chunk(packed, I, J, spec, parallel):
+    """The pairs the batched kernel covers (balanced OT, tol > 0, costs that fit
+    DENSE_MAX_PAIRS and reg) in one parallel kernel; the others, and every pair it does not
+    certify, one by one through otsolve.wasserstein, which gives their status and message."""
+    values, status = np.empty(len(I)), np.zeros(len(I), np.int8)
+    rest = np.ones(len(I), bool)
+    settings = _sinkhorn_settings(spec)
+    if settings is not None:
+        reg, tol, max_iter, eps_scaling = settings
+        code, cost_p = cost_code(spec.metric, spec.p)
+        work = pair_work(spec, packed.offsets, 0, I, J)
+        scales = _pair_bounds(packed, I, J, code, cost_p)
+        with np.errstate(over="ignore", invalid="ignore"):  # inf and 0 bounds are left to the checks there
+            fits = (work <= DENSE_MAX_PAIRS) & (scales >= np.finfo(float).tiny) & np.isfinite(scales / reg) \
+                & (reg >= REG_MIN * scales)
+        q = np.flatnonzero(fits)
+        if len(q):
+            weights = packed.weights if packed.weights is not None else _uniform(packed.offsets)
+            out, certified = np.empty(len(q)), np.zeros(len(q), np.bool_)
+            kernel = _kernels.sinkhorn_pairs if parallel else _kernels.sinkhorn_pairs_serial
+            with _threads(parallel, work[q].sum()):
+                kernel(packed.points, weights, packed.offsets, I[q], J[q], scales[q], code, cost_p, reg, tol,
+                       max_iter, eps_scaling, out, certified, np.empty(len(q), np.int64))
+            values[q] = np.maximum(out, 0.0) ** (1.0 / spec.p)
+            rest[q[certified]] = False
+    return values, status, _loop_rest(packed, I, J, spec, rest, values, status, parallel)
+
+
+SINKHORN_DEFAULTS = {name: arg.default for name, arg in inspect.signature(sinkhorn_points).parameters.items()
+                     if arg.default is not inspect.Parameter.empty}
+
+
+def _sinkhorn_settings(spec):
+    """(reg, tol, max_iter, eps_scaling) when the batched kernel covers the options; None when
+    otsolve.wasserstein must solve every pair (unbalanced, tol = 0, or options it will refuse)."""
+    options = {**SINKHORN_DEFAULTS, **dict(spec.options)}
+    if "reg" not in options:
+        return None
+    try:
+        reg, tol, max_iter, eps_scaling, reg_m = _check_options(options["reg"], options["tol"], options["max_iter"],
+                                                                 options["eps_scaling"], options["reg_m"])
+    except (TypeError, ValueError):
+        return None
+    if not (math.isinf(reg_m) and tol > 0 and math.isfinite(1.0 / reg)):
+        return None
+    return reg, tol, max_iter, eps_scaling
+
+
+def _pair_bounds(packed, I, J, code, p):
+    """max_cost_bound of each pair (where otsolve.sinkhorn_points starts its annealing), from
+    the bounding boxes of the clouds."""
+    low = np.minimum.reduceat(packed.points, packed.offsets[:-1], axis=0)
+    high = np.maximum.reduceat(packed.points, packed.offsets[:-1], axis=0)
+    with np.errstate(over="ignore"):
+        return extent_bound(np.maximum(high[I], high[J]) - np.minimum(low[I], low[J]), code, p)
+
+
+def _loop_rest(packed, I, J, spec, rest, values, status, parallel):
+    """Solve the pairs where ``rest`` is True one by one (_loop_chunk) into values and status;
+    returns their [(q, message)]."""
+    rest = np.flatnonzero(rest)
+    if not len(rest):
+        return []
+    with contextlib.nullcontext() if parallel else threads_for(0):  # Dask: one Numba thread a worker
+        values[rest], status[rest], messages = _loop_chunk(packed, I[rest], J[rest], spec)
+    return [(int(rest[q]), m) for q, m in messages]
 
 
 def pair_work(spec, offsets, n_directions, I, J):

@@ -43,8 +43,7 @@ def _max_term(hh, cc, inv_reg, top):
     return top
 
 
-@njit(cache=True, parallel=True, fastmath=FAST)
-def softmin_rows(src, n, h, inv_reg, lse, K):
+def _softmin_rows(src, n, h, inv_reg, lse, K):
     """lse[i] <- log sum_j exp(h_j - C_ij * inv_reg) for the n rows of a cost source (a dense
     matrix, or point clouds whose costs are recomputed, see otsolve._costs.cost_chunk).
 
@@ -78,6 +77,10 @@ def softmin_rows(src, n, h, inv_reg, lse, K):
             out *= 1.0 / s
 
 
+softmin_rows = njit(cache=True, parallel=True, fastmath=FAST)(_softmin_rows)
+softmin_rows_serial = njit(cache=True, fastmath=FAST)(_softmin_rows)  # inside a loop over pairs
+
+
 @njit(cache=True, inline="always", fastmath=FAST)
 def _col_block_sums(C, h, inv_reg, shift, acc, j0, K):
     """acc[jj] = sum_i exp(h_i - C[i, j0 + jj] * inv_reg - shift[jj]), row by row; the terms
@@ -97,8 +100,7 @@ def _col_block_sums(C, h, inv_reg, shift, acc, j0, K):
                 acc[jj] += e
 
 
-@njit(cache=True, parallel=True, fastmath=FAST)
-def softmin_cols(C, h, inv_reg, lse, K):
+def _softmin_cols(C, h, inv_reg, lse, K):
     """lse[j] <- log sum_i exp(h_i - C_ij * inv_reg): :func:`softmin_rows` of C^T without
     forming it; each task takes CHUNK columns and streams over the rows (C read once). Unless
     ``K`` is empty it receives the kernel normalised by columns, exp(h_i - C_ij * inv_reg - lse_j)."""
@@ -123,6 +125,10 @@ def softmin_cols(C, h, inv_reg, lse, K):
             inv = 1.0 / acc
             for i in range(n):
                 K[i, j0:j0 + k] *= inv
+
+
+softmin_cols = njit(cache=True, parallel=True, fastmath=FAST)(_softmin_cols)
+softmin_cols_serial = njit(cache=True, fastmath=FAST)(_softmin_cols)  # inside a loop over pairs
 
 
 PHI_SERIES = 0.1  # below this |z|, phi(z) = z e^z - e^z + 1 by its series (no cancellation)
@@ -233,8 +239,7 @@ def _plan_row(src, i, m, f, g, log_a, log_b, b, inv_reg, P, store, scaled, u, v,
     _reduce_stats(acc, stats)
 
 
-@njit(cache=True, parallel=True, fastmath=FAST)
-def plan_rows(src, n, f, g, log_a, log_b, inv_reg, P, stats, u, v):
+def _plan_rows(src, n, f, g, log_a, log_b, inv_reg, P, stats, u, v):
     """P_ij = a_i b_j exp((f_i + g_j - C_ij) * inv_reg) for the n rows of a cost source (see
     softmin_rows), or u_i P_ij v_j when v is not empty (P holding the Gibbs kernel); stats[i] =
     (sum_j P_ij, sum_j P_ij C_ij, sum_j P_ij log(P_ij / a_i b_j) - P_ij + a_i b_j, max_j f_i + g_j
@@ -251,8 +256,11 @@ def plan_rows(src, n, f, g, log_a, log_b, inv_reg, P, stats, u, v):
                       acc, stats[i])
 
 
-@njit(cache=True, parallel=True, fastmath=FAST)
-def square_scaled(K, u, v):
+plan_rows = njit(cache=True, parallel=True, fastmath=FAST)(_plan_rows)
+plan_rows_serial = njit(cache=True, fastmath=FAST)(_plan_rows)  # inside a loop over pairs
+
+
+def _square_scaled(K, u, v):
     """K_ij <- (u_i K_ij v_j)^2 in place: the Gibbs kernel at half the reg, scalings absorbed."""
     n, m = K.shape
     for i in prange(n):
@@ -260,6 +268,10 @@ def square_scaled(K, u, v):
         for j in range(m):
             z = ui * row[j] * v[j]
             row[j] = z * z
+
+
+square_scaled = njit(cache=True, parallel=True, fastmath=FAST)(_square_scaled)
+square_scaled_serial = njit(cache=True, fastmath=FAST)(_square_scaled)  # inside a loop over pairs
 
 
 @njit(cache=True)
@@ -286,7 +298,7 @@ def scaled_square_rows(K, u, w, out):
         out[i] = u[i] * u[i] * s
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST)  # sums reordered: the mat-vecs vectorise (inf and NaN kept)
 def scaled_lse(K, side, h, absorbed, other, sum_min, lse):
     """lse_i <- log (K w)_i + top - other_i (side 0; K^T w for side 1), w = exp(h - absorbed - top),
     top = max(h - absorbed): the kept-kernel soft-min of a small problem in one call (its numpy
