@@ -26,36 +26,39 @@ DUAL_RANGE_MAX = 1e4  # duals spanning more than this times the scale of the che
 BIDS_PER_ROW = 64    # a phase making more bids than this times n is given up: its rows then
                      # rejoin by augmenting paths (exact in any case; a bound on the work)
 INT64_MAX = np.iinfo(np.int64).max
+INDEX_BITS = 10      # a column index in the low bits of a scan key: 2^10 >= MAX_SIZE
+INDEX_MASK = (1 << INDEX_BITS) - 1
+VALUE_MASK = ~np.int64(INDEX_MASK)
+assert MAX_SIZE <= 1 << INDEX_BITS
 LOW_BITS = INT64_MAX  # a negative float's bits with these flipped order as its value (as int64)
 
 
 @njit(cache=True, inline="always")
 def _two_smallest_nonnegative(C, i, v, h, h_bits):
-    """_two_smallest when every C[i, j] - v[j] >= 0 (the auction's prices only fall from 0 on
-    C >= 0), in vectorised passes: the differences into h (+ 0.0 turns a -0 into +0), then
-    minima of their bits h_bits (h viewed as int64), which order non-negative floats as their
-    values do and, unlike float minima without fastmath's nnan, vectorise; the first column
-    at the least value as the scalar scan finds it."""
+    """(value, column) of the smallest and (value) of the second smallest C[i, j] - v[j] >= 0
+    over j (the auction's prices only fall from 0 on C >= 0), in passes that vectorise: the
+    differences into h (+ 0.0 turns a -0 into +0), then int64 minima of keys, their bits
+    (h_bits is h viewed as int64: they order non-negative floats as their values do; float
+    minima vectorise only under fastmath's nnan) with the column in the last INDEX_BITS. Two
+    values within 2^INDEX_BITS units in the last place may be taken in either order (a bid
+    then off by ~1e-13 of the costs, far below the auction's epsilon; the augmenting paths
+    that end the solve compare exactly); the values returned are those of the columns found."""
     n = C.shape[0]
     row = C[i]
     for j in range(n):
         h[j] = (row[j] - v[j]) + 0.0
     low = INT64_MAX
     for j in range(n):
-        low = min(low, h_bits[j])
-    arg = 0
-    for j in range(n):
-        if h_bits[j] == low:
-            arg = j
-            break
+        key = (h_bits[j] & VALUE_MASK) | j
+        h_bits[j] = key
+        low = min(low, key)
+    arg = low & INDEX_MASK
     h_bits[arg] = INT64_MAX
     sub = INT64_MAX
     for j in range(n):
         sub = min(sub, h_bits[j])
-    h_bits[arg] = sub  # read the bits back as floats
-    sub_value = h[arg]
-    h_bits[arg] = low
-    return h[arg], arg, sub_value
+    second = sub & INDEX_MASK
+    return (row[arg] - v[arg]) + 0.0, arg, (row[second] - v[second]) + 0.0
 
 
 @njit(cache=True, inline="always")
