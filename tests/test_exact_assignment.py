@@ -133,3 +133,28 @@ def test_pairwise_on_equal_uniform_clouds_equals_the_loop():
             C = otsolve.cost_matrix(clouds[i], clouds[j])
             assert res.distances[i, j] ** 2 == pytest.approx(_assignment_value(C), rel=VALUE_RTOL)
     assert (res.status == otsolve.Status.OPTIMAL).all() and res.success
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_vectorised_row_scans_match_numpy(seed):
+    """The auction's scan (int64 keys of non-negative differences, the column in the low bits)
+    and the exact least reduced cost (any sign, -0 included) against NumPy on rows with ties."""
+    rng = np.random.default_rng(seed)
+    n = 37
+    C = rng.integers(0, 5, (n, n)).astype(float)  # exact ties
+    C[0] = -0.0
+    v_nonpositive = -rng.integers(0, 3, n).astype(float)
+    v_any = rng.normal(size=n)
+    v_any[:3] = -0.0
+    h = np.empty(n)
+    for i in range(n):
+        diff = C[i] - v_nonpositive
+        low, arg, sub = _assignment_kernels._two_smallest_nonnegative(C, i, v_nonpositive, h, h.view(np.int64))
+        assert (low, arg, sub) == (diff.min(), np.argmin(diff), np.sort(diff)[1])
+        assert _assignment_kernels._least(C, i, v_any, h, h.view(np.int64)) == (C[i] - v_any).min()
+    C = rng.random((n, n)) * 10.0 ** rng.integers(-3, 4, (n, 1))  # rows of any scale: values near the low bits
+    for i in range(n):
+        low, arg, sub = _assignment_kernels._two_smallest_nonnegative(C, i, v_nonpositive, h, h.view(np.int64))
+        diff = C[i] - v_nonpositive
+        assert low == diff[arg] and np.isclose(low, diff.min(), rtol=1e-12, atol=0)
+        assert np.isclose(sub, np.sort(diff)[1], rtol=1e-12, atol=0)
