@@ -25,7 +25,7 @@ import numpy as np
 import scipy.linalg
 
 from . import sinkhorn as _sk
-from ._kernels import flushed_plan, newton_cg, scaled_square_rows
+from ._kernels import flushed_plan, newton_direction
 
 NEWTON_AFTER = 30      # plain iterations at the final reg first: easy problems finish there, and
                        # Newton's quadratic model is poor far from the solution
@@ -110,24 +110,15 @@ def _point(prob, f, T_g):
 def _direction(prob, p, forcing, cg_max, dense):
     """Preconditioned CG on (diag(P 1) - P diag(1/b) P^T) d = eps (a - P 1), or with ``dense`` (and
     at most DENSE_MAX_ROWS rows) Cholesky; (d, iterations of work)."""
-    K, u, v, rows = p.K, p.u, p.v, p.rows
-    if prob.plan.size:
-        flushed_plan(K, u, v, PLAN_TINY * prob.a.sum(), prob.plan)
-        if dense and len(rows) <= DENSE_MAX_ROWS and _dense_work(len(rows)) <= cg_max:
-            d = _dense_direction(prob, rows)
-            if d is not None:
-                return d, _dense_work(len(rows))
-        K, u, w = prob.plan, np.ones(len(u)), prob.inv_b
-    else:
-        w = v * v * prob.inv_b  # P diag(1/b) P^T = diag(u) K diag(w) K^T diag(u)
-    diag = np.empty(len(rows))
-    scaled_square_rows(K, u, w, diag)
-    diag = rows - diag
-    diag = np.where(diag > DIAG_MIN * rows, diag, np.where(rows > 0, rows, 1.0))
-    res = prob.reg * (prob.a - rows)
-    stop = forcing * math.sqrt(res @ res)
-    x = np.empty_like(res)
-    k = newton_cg(K, u, w, rows, diag, res, stop, cg_max, x)
+    rows = p.rows
+    if dense and prob.plan.size and len(rows) <= DENSE_MAX_ROWS and _dense_work(len(rows)) <= cg_max:
+        flushed_plan(p.K, p.u, p.v, PLAN_TINY * prob.a.sum(), prob.plan)
+        d = _dense_direction(prob, rows)
+        if d is not None:
+            return d, _dense_work(len(rows))
+    x = np.empty(len(rows))
+    k = newton_direction(p.K, p.u, p.v, prob.inv_b, prob.a, rows, prob.reg, PLAN_TINY * prob.a.sum(), prob.plan,
+                         forcing, DIAG_MIN, cg_max, x)
     return x, k
 
 
