@@ -131,3 +131,23 @@ def test_newton_keeps_the_potentials_bounded():
             res = otsolve.sinkhorn(C + h, reg=0.5, tol=1e-13)
         assert res.status != Status.NUMERICAL_ERROR and res.marginal_error <= 1e-12
         assert np.abs(res.f).max() <= 10 * np.abs(C).max()
+
+
+def test_dense_newton_steps_agree_with_plain(monkeypatch):
+    """n = 64 at reg 1e-4 x max C: CG runs past 2 n iterations, so the next Newton systems are solved
+    by Cholesky (_dense_direction); the result is optimal on its plan and agrees with the CG-only
+    Newton phase (plain Sinkhorn does not finish here in 100,000 iterations)."""
+    C = _clouds(64, 0)
+    C /= C.max()
+    a = np.full(64, 1.0 / 64)
+    calls = []
+    dense = _newton._dense_direction
+    monkeypatch.setattr(_newton, "_dense_direction", lambda *args: calls.append(1) or dense(*args))
+    res = otsolve.sinkhorn(C, reg=1e-4)
+    assert calls and res.status == Status.OPTIMAL
+    assert _l1(res.plan, a, a) <= 2 * TOL
+    monkeypatch.setattr(_newton, "DENSE_MAX_ROWS", 0)
+    cg = otsolve.sinkhorn(C, reg=1e-4)
+    assert cg.status == Status.OPTIMAL and res.n_iter < cg.n_iter
+    assert np.abs(res.plan - cg.plan).sum() <= 1e-8
+    assert abs(res.value - cg.value) <= 1e-9 * abs(cg.value)

@@ -287,17 +287,6 @@ def is_symmetric(C):
     return True
 
 
-@njit(cache=True, parallel=True, fastmath=FAST)
-def scaled_square_rows(K, u, w, out):
-    """out[i] = u_i^2 sum_j K_ij^2 w_j: the diagonal of P diag(w / v^2) P^T for P = diag(u) K diag(v)."""
-    n, m = K.shape
-    for i in prange(n):
-        row, s = K[i], 0.0
-        for j in range(m):
-            s += row[j] * row[j] * w[j]
-        out[i] = u[i] * u[i] * s
-
-
 @njit(cache=True, fastmath=FAST)  # sums reordered: the mat-vecs vectorise (inf and NaN kept)
 def scaled_lse(K, side, h, absorbed, other, sum_min, lse):
     """lse_i <- log (K w)_i + top - other_i (side 0; K^T w for side 1), w = exp(h - absorbed - top),
@@ -403,6 +392,34 @@ def newton_cg(K, u, w, rows, diag, res, stop, cg_max, x):
 
 
 @njit(cache=True, fastmath=FAST)
+def newton_direction(K, u, v, inv_b, a, rows, reg, tiny, P, forcing, diag_min, cg_max, x):
+    """The Newton system of Sinkhorn-Newton (see _newton), M x = reg (a - rows) with M = diag(rows)
+    - P diag(1/b) P^T for the plan P = diag(u) K diag(v), solved by :func:`newton_cg` to a relative
+    residual ``forcing`` with the Jacobi preconditioner diag(M) (entries below diag_min x rows
+    replaced by rows, or 1 on empty rows). Unless P is empty (0 rows) the plan is formed in it,
+    entries below ``tiny`` flushed to 0 (see :func:`flushed_plan`), and CG runs on it; else on K.
+    One compiled call: its numpy form cost as much as the CG iterations of a small problem.
+    Returns the CG iterations; x receives the direction."""
+    n, m = K.shape
+    if P.shape[0] > 0:
+        flushed_plan(K, u, v, tiny, P)
+        M, scale, w = P, np.ones(n), inv_b
+    else:
+        M, scale, w = K, u, v * v * inv_b  # P diag(1/b) P^T = diag(u) K diag(w) K^T diag(u)
+    diag, res = np.empty(n), np.empty(n)
+    norm = 0.0
+    for i in range(n):
+        row, s = M[i], 0.0
+        for j in range(m):
+            s += row[j] * row[j] * w[j]
+        d = rows[i] - scale[i] * scale[i] * s
+        diag[i] = d if d > diag_min * rows[i] else (rows[i] if rows[i] > 0.0 else 1.0)
+        res[i] = reg * (a[i] - rows[i])
+        norm += res[i] * res[i]
+    return newton_cg(M, scale, w, rows, diag, res, forcing * np.sqrt(norm), cg_max, x)
+
+
+@njit(cache=True, fastmath=FAST)
 def scaled_softmin(K, side, pot, log_w, eps, absorbed, other, sum_min, T):
     """T <- -eps log sum_j w_j exp((pot_j - C_ij) / eps) by :func:`scaled_lse` with h = log w +
     pot / eps, T on entry giving the shift: the whole soft-min of a small problem in one call
@@ -415,6 +432,26 @@ def scaled_softmin(K, side, pot, log_w, eps, absorbed, other, sum_min, T):
         for i in range(T.shape[0]):
             T[i] = -eps * lse[i]
     return done
+
+
+@njit(cache=True, fastmath=FAST)
+def scaled_iteration(K, hF, hG, f, g, log_a, log_b, a, eps, omega, sum_min, clip, T_f, T_g, f_new, g_new):
+    """One balanced Sinkhorn iteration at the final eps with the kept kernel (see
+    :func:`scaled_softmin`, K_ij = exp(hF_i + hG_j - C_ij / eps)): T_f <- softmin(g), the row error
+    of (f, g) (:func:`marginal_error`), f_new = (1 - omega) f + omega T_f, T_g <- softmin(f_new),
+    g_new likewise: an iteration of a small problem in one call (in Python it was a dozen calls,
+    several times its two mat-vecs). Returns the error, or -1 when a soft-min leaves the kept
+    kernel's safe range (T_f, T_g hold finished soft-mins only: the caller redoes the iteration)."""
+    if scaled_softmin(K, 0, g, log_b, eps, hG, hF, sum_min, T_f) != 1:
+        return -1.0
+    err = marginal_error(a, f, T_f, eps, clip)
+    for i in range(f.shape[0]):
+        f_new[i] = T_f[i] if omega == 1.0 else (1.0 - omega) * f[i] + omega * T_f[i]
+    if scaled_softmin(K, 1, f_new, log_a, eps, hF, hG, sum_min, T_g) != 1:
+        return -1.0
+    for j in range(g.shape[0]):
+        g_new[j] = T_g[j] if omega == 1.0 else (1.0 - omega) * g[j] + omega * T_g[j]
+    return err
 
 
 @njit(cache=True, fastmath=FAST)

@@ -12,7 +12,9 @@ down to BACKTRACK_MIN) or, within the rounding of Phi, lower the marginal error;
 (over-relaxed) Sinkhorn steps of the caller take over, and Newton is tried again after twice as
 many of them as the last time. Work is counted in Sinkhorn iterations: a CG iteration (two
 mat-vecs) and a trial point (a soft-min and a mat-vec) count one each, so max_iter bounds the
-work as it does for plain Sinkhorn.
+work as it does for plain Sinkhorn. On small problems, once CG needed more than twice the dimension
+in iterations (rounding then rules it), the Newton systems are solved by Cholesky instead; such a
+step counts n / 16 (see :func:`_dense_work`).
 """
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+import scipy.linalg
 
 from . import sinkhorn as _sk
-from ._kernels import flushed_plan, newton_cg, scaled_square_rows
+from ._kernels import flushed_plan, newton_direction
 
 NEWTON_AFTER = 30      # plain iterations at the final reg first: easy problems finish there, and
                        # Newton's quadratic model is poor far from the solution
@@ -40,6 +43,11 @@ COLUMN_SLACK = 0.1     # the columns of a Newton point must be exact to this fra
 PLAN_MAX_PAIRS = 2**22  # up to this size CG runs on the plan itself, entries below PLAN_TINY x the
 PLAN_TINY = 1e-100      # mass flushed to 0 (products of two stay far from subnormal: those cost
                         # 2-3x per operation); above PLAN_MAX_PAIRS, on the kept kernel
+DENSE_MAX_ROWS = 128   # up to this many rows, once CG needed more than DENSE_AFTER x n iterations,
+DENSE_AFTER = 2.0      # the Newton system is solved directly (Cholesky of the formed Hessian): CG
+                       # needs hundreds of iterations at small reg (300 at n = 64, reg 1e-4 x max C,
+                       # near the solution); above 128 rows forming the Hessian cost more
+DENSE_SPEEDUP = 8.0    # BLAS-3 products against the mat-vecs of an iteration, flop for flop
 STEP_MAX = 20.0        # a step moves f by at most this many reg (spread of d): the plan changes by
                        # e^20 at most, the quadratic model says nothing about larger moves (CG's
                        # iterates can be huge along near-null modes: nearly uncoupled points)
@@ -99,23 +107,43 @@ def _point(prob, f, T_g):
     return _Point(f, g, K, u, v, rows, err, phi)
 
 
-def _direction(prob, p, forcing, cg_max):
-    """Preconditioned CG on (diag(P 1) - P diag(1/b) P^T) d = eps (a - P 1); (d, iterations)."""
-    K, u, v, rows = p.K, p.u, p.v, p.rows
-    if prob.plan.size:
-        flushed_plan(K, u, v, PLAN_TINY * prob.a.sum(), prob.plan)
-        K, u, w = prob.plan, np.ones(len(u)), prob.inv_b
-    else:
-        w = v * v * prob.inv_b  # P diag(1/b) P^T = diag(u) K diag(w) K^T diag(u)
-    diag = np.empty(len(rows))
-    scaled_square_rows(K, u, w, diag)
-    diag = rows - diag
-    diag = np.where(diag > DIAG_MIN * rows, diag, np.where(rows > 0, rows, 1.0))
-    res = prob.reg * (prob.a - rows)
-    stop = forcing * math.sqrt(res @ res)
-    x = np.empty_like(res)
-    k = newton_cg(K, u, w, rows, diag, res, stop, cg_max, x)
+def _direction(prob, p, forcing, cg_max, dense):
+    """Preconditioned CG on (diag(P 1) - P diag(1/b) P^T) d = eps (a - P 1), or with ``dense`` (and
+    at most DENSE_MAX_ROWS rows) Cholesky; (d, iterations of work)."""
+    rows = p.rows
+    if dense and prob.plan.size and len(rows) <= DENSE_MAX_ROWS and _dense_work(len(rows)) <= cg_max:
+        flushed_plan(p.K, p.u, p.v, PLAN_TINY * prob.a.sum(), prob.plan)
+        d = _dense_direction(prob, rows)
+        if d is not None:
+            return d, _dense_work(len(rows))
+    x = np.empty(len(rows))
+    k = newton_direction(p.K, p.u, p.v, prob.inv_b, prob.a, rows, prob.reg, PLAN_TINY * prob.a.sum(), prob.plan,
+                         forcing, DIAG_MIN, cg_max, x)
     return x, k
+
+
+def _dense_work(n):
+    """Work of a dense Newton step in Sinkhorn iterations (two mat-vecs, 4 n m flops): the Hessian
+    is 2 n^2 m flops (and its Cholesky n^3 / 3), but in BLAS-3 products, DENSE_SPEEDUP times faster."""
+    return max(1, int(math.ceil(n / (2.0 * DENSE_SPEEDUP))))
+
+
+def _dense_direction(prob, rows):
+    """The Newton system solved by Cholesky on the formed Hessian M = diag(P 1) - P diag(1/b) P^T
+    (plus mean(P 1) 1 1^T / n, which removes its null space, the constants, and leaves the solution
+    orthogonal to them); None if M is not numerically positive definite (CG then runs)."""
+    P = prob.plan
+    n = len(rows)
+    M = (P * prob.inv_b) @ P.T
+    np.negative(M, out=M)
+    M.flat[::n + 1] += np.where(rows > 0, rows, 1.0)  # zero-weight rows: d_i = 0 (their residual is)
+    M += rows.mean() / n
+    try:
+        factor = scipy.linalg.cho_factor(M, overwrite_a=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None
+    d = scipy.linalg.cho_solve(factor, prob.reg * (prob.a - rows), check_finite=False)
+    return d if np.isfinite(d).all() else None
 
 
 def _line_search(prob, p, d, T_g, max_trials):
@@ -163,11 +191,13 @@ def newton(cost, a, b, f, reg, tol, budget, floor):
     p, work = _point(prob, f, T_g), 1
     if p is None:
         return Outcome(f, T_g.copy(), work, False, False, True)
-    best, stalled = p, 0
+    best, stalled, dense = p, 0, False
     while p.err > tol * mass and work + 2 <= budget:  # one CG iteration and one trial at least
         if floor.reached(p.err, p.f, p.g):
             return Outcome(best.f, best.g, work, False, True, False)
-        d, k = _direction(prob, p, min(FORCING_MAX, math.sqrt(p.err / mass)), min(CG_MAX, budget - work - 1))
+        d, k = _direction(prob, p, min(FORCING_MAX, math.sqrt(p.err / mass)), min(CG_MAX, budget - work - 1),
+                          dense)
+        dense = dense or k > DENSE_AFTER * len(a)
         q, trials = _line_search(prob, p, d, T_g, budget - work - k)
         work += k + trials
         if q is None or stalled + 1 >= PROGRESS_STEPS and q.err > PROGRESS_GAIN * best.err:

@@ -76,6 +76,17 @@ class MatrixCost:
         return _kernels.scaled_softmin(self.K, side, pot, log_w, eps, absorbed, other, KERNEL_SUM_MIN,
                                        T) == 1
 
+    def compiled_iteration(self, f, g, log_a, log_b, a, eps, omega, clip, T_f, T_g):
+        """A balanced iteration (row error of (f, g), then (f, g) updated with relaxation omega) by
+        :func:`_kernels.scaled_iteration`, under the conditions of :meth:`compiled_softmin`:
+        (err, f_new, g_new), or None (the caller takes the general path)."""
+        if self.K is None or self.K.size > COMPILED_MAX_PAIRS or 1.0 / eps != self.inv_reg:
+            return None
+        f_new, g_new = np.empty_like(f), np.empty_like(g)
+        err = _kernels.scaled_iteration(self.K, self.hF, self.hG, f, g, log_a, log_b, a, eps, omega,
+                                        KERNEL_SUM_MIN, clip, T_f, T_g, f_new, g_new)
+        return None if err < 0.0 else (err, f_new, g_new)
+
     def _absorb(self, side, h, h_other, inv_reg):
         """Record the potentials and eps of K: h on the side summed over, h_other on the other;
         zero weights (h = -inf) have zero kernel lines, their potential is recorded as 0."""
@@ -205,6 +216,12 @@ class PointCost:
     def compiled_softmin(self, side, pot, log_w, eps, T):
         """As :meth:`MatrixCost.compiled_softmin` on the dense matrix; False without one."""
         return self.dense is not None and self.dense.compiled_softmin(side, pot, log_w, eps, T)
+
+    def compiled_iteration(self, f, g, log_a, log_b, a, eps, omega, clip, T_f, T_g):
+        """As :meth:`MatrixCost.compiled_iteration` on the dense matrix; None without one."""
+        if self.dense is None:
+            return None
+        return self.dense.compiled_iteration(f, g, log_a, log_b, a, eps, omega, clip, T_f, T_g)
 
     def softmin(self, side, h, inv_reg, lse):
         if self.dense is not None:

@@ -175,6 +175,7 @@ def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
     n_iter, err, at = 0, math.inf, schedule[0]
     best = (math.inf, f, g)  # the pair of least error at the final reg (f, g are never mutated)
     accelerate, newton_at, wait = _newton.available(cost, reg_m, tol), math.inf, _newton.NEWTON_AFTER
+    balanced = math.isinf(reg_m)
     for level, eps in enumerate(schedule):
         final = level == len(schedule) - 1
         k = _damping(eps, reg_m)
@@ -188,11 +189,17 @@ def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
                 f, g, relax, wait = out.f, out.g, _Relaxation(mass), 2 * wait
                 newton_at = n_iter + wait  # plain steps first, twice as many each time
                 continue
-            _softmin(cost, 0, g, log_b, eps, T_f)
+            # balanced, at the final reg: the whole iteration in one compiled call where it can be
+            # (the next (f, g) with the current relaxation, used unless the checks below change it)
+            w = relax.omega
+            step = cost.compiled_iteration(f, g, log_a, log_b, a, eps, w, EXP_CLIP, T_f, T_g) \
+                if final and balanced else None
+            if step is None:
+                _softmin(cost, 0, g, log_b, eps, T_f)
             if final:
                 if accelerate and newton_at == math.inf:
                     newton_at = n_iter + wait
-                err = _row_error(a, f, T_f, eps, reg_m)
+                err = _row_error(a, f, T_f, eps, reg_m) if step is None else step[0]
                 best = min(best, (err, f, g), key=lambda t: t[0])
                 if err <= tol * mass and relax.omega == 1.0:  # meets tol, its columns are exact
                     return _Run(f, g, n_iter, True, reg)
@@ -207,11 +214,14 @@ def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
                 if restore is not None:
                     f, g = restore
                     continue
-            w = relax.omega
-            f = k * T_f if w == 1.0 else (1.0 - w) * f + w * k * T_f
-            _softmin(cost, 1, f, log_a, eps, T_g)
-            g = k * T_g if w == 1.0 else (1.0 - w) * g + w * k * T_g
-            if not math.isinf(reg_m):
+            if step is not None and relax.omega == w:
+                f, g = step[1], step[2]
+            else:
+                w = relax.omega
+                f = k * T_f if w == 1.0 else (1.0 - w) * f + w * k * T_f
+                _softmin(cost, 1, f, log_a, eps, T_g)
+                g = k * T_g if w == 1.0 else (1.0 - w) * g + w * k * T_g
+            if not balanced:
                 f, g = _mass_shift(a, b, f, g, reg_m)
             n_iter += 1
             if not final:
