@@ -65,9 +65,12 @@ class TruncatedPointCost:
         self.log_dropped = (np.full(self.shape[0], -np.inf), np.full(self.shape[1], -np.inf))
         self.dropped_mass = (0.0, 0.0)
 
+    # no kept kernel for the compiled small-problem paths: the callers take the general ones
     def compiled_softmin(self, side, pot, log_w, eps, T):
-        """No kept kernel to run the soft-min on: the caller takes the general path."""
         return False
+
+    def compiled_iteration(self, f, g, log_a, log_b, a, eps, omega, clip, T_f, T_g):
+        return None
 
     def _operands(self, side):
         rows, cols = self.cells[side], self.cells[1 - side]
