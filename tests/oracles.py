@@ -21,9 +21,10 @@ def wasserstein_1d(u, v, a, b, p):
     """W_p^p on the line by sorting: integrate |F^-1(t) - G^-1(t)|^p over the merged quantiles."""
     iu, iv = np.argsort(u), np.argsort(v)
     u, v, a, b = u[iu], v[iv], a[iu] / a.sum(), b[iv] / b.sum()
-    cu, cv = np.cumsum(a), np.cumsum(b)
+    # both cumulative masses end at exactly 1: a sum rounded to 1 + 1ulp lost the last quantile
+    cu, cv = np.minimum(np.cumsum(a), 1.0), np.minimum(np.cumsum(b), 1.0)
+    cu[-1] = cv[-1] = 1.0
     levels = np.unique(np.concatenate([cu, cv, [0.0]]))
-    levels = levels[levels <= 1.0]
     mids = (levels[:-1] + levels[1:]) / 2
     qu = u[np.minimum(np.searchsorted(cu, mids), len(u) - 1)]
     qv = v[np.minimum(np.searchsorted(cv, mids), len(v) - 1)]
