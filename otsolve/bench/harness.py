@@ -21,9 +21,9 @@ SUITES = {
                      "gan-8gaussians": (64, 128, 256)},
         "repeats": 3, "budget_s": 1.0, "slow_s": 5.0},
     "full": {
-        "problems": {**{name: (500, 1000, 2000, 4000) for name, (fam, _) in P.PROBLEMS.items() if fam == "clouds"},
+        "problems": {**{name: (500, 1000, 2000) for name, (fam, _) in P.PROBLEMS.items() if fam == "clouds"},
                      **{name: (32, 64, 128) for name, (fam, _) in P.PROBLEMS.items() if fam == "grids"},
-                     "assign-points": (500, 1000, 2000, 4000), "assign-random": (500, 1000, 2000, 4000),
+                     "assign-points": (500, 1000, 2000), "assign-random": (500, 1000, 2000),
                      "gan-8gaussians": (64, 128, 256, 512)},
         "repeats": 3, "budget_s": 5.0, "slow_s": 60.0},
 }
