@@ -52,25 +52,20 @@ class OptimisticAdam(torch.optim.Optimizer):
     def step(self, closure=None):
         """One step on every parameter with a gradient; ``closure`` re-evaluates the loss."""
         loss = _closure(closure)
-        for group in self.param_groups:
+        for group, p, grad, state in _with_gradients(self):
             lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = _gradient(p, group["maximize"])
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                previous = m / (v.sqrt() + eps)  # m_{t-1} / (sqrt(v_{t-1}) + eps), before the update
-                state["step"] += 1
-                t = state["step"]
-                m.mul_(b1).add_(grad, alpha=1 - b1)
-                v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-                eta = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
-                p.add_(m / (v.sqrt() + eps), alpha=-2 * eta).add_(previous, alpha=eta)
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            m, v = state["exp_avg"], state["exp_avg_sq"]
+            previous = m / (v.sqrt() + eps)  # m_{t-1} / (sqrt(v_{t-1}) + eps), before the update
+            state["step"] += 1
+            t = state["step"]
+            m.mul_(b1).add_(grad, alpha=1 - b1)
+            v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+            eta = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+            p.add_(m / (v.sqrt() + eps), alpha=-2 * eta).add_(previous, alpha=eta)
         return loss
 
 
@@ -107,18 +102,21 @@ class OptimisticSGD(torch.optim.Optimizer):
     def step(self, closure=None):
         """One step on every parameter with a gradient; ``closure`` re-evaluates the loss."""
         loss = _closure(closure)
-        for group in self.param_groups:
-            lr = group["lr"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = _gradient(p, group["maximize"])
-                state = self.state[p]
-                if not state:
-                    state["previous_grad"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                p.add_(grad, alpha=-2 * lr).add_(state["previous_grad"], alpha=lr)
-                state["previous_grad"].copy_(grad)
+        for group, p, grad, state in _with_gradients(self):
+            if not state:
+                state["previous_grad"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            p.add_(grad, alpha=-2 * group["lr"]).add_(state["previous_grad"], alpha=group["lr"])
+            state["previous_grad"].copy_(grad)
         return loss
+
+
+def _with_gradients(optimizer):
+    """(group, parameter, gradient (negated under ``maximize``), state) of every parameter of
+    ``optimizer`` that has a gradient: the walk both optimisers' steps share."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p.grad is not None:
+                yield group, p, _gradient(p, group["maximize"]), optimizer.state[p]
 
 
 def _closure(closure):
