@@ -193,3 +193,17 @@ def test_cli_bench_on_dotmark_files(tmp_path, capsys):
     assert all(r["flag"] == "" for r in runs) and "## dotmark" in (out / "report.md").read_text()
     assert main(["bench", "--dotmark", str(tmp_path / "absent"), "--out", str(out)]) == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_multiscale_entry_agrees_with_the_lp_on_grids_and_clouds():
+    """otsolve.multiscale runs the grid hierarchy on images and k-d trees on clouds; the harness's
+    certified reference (and HiGHS below) must agree with both."""
+    res = bench.run(solvers=["otsolve.multiscale", "scipy.highs"],
+                    problems=["grid-shapes", "grid-cauchy", "mixture2d-euclidean", "assign-random"], sizes=[12],
+                    out=None, progress=False)
+    mine = [r for r in res.runs if r["solver"] == "otsolve.multiscale"]
+    assert {r["problem"] for r in mine} == {"grid-shapes", "grid-cauchy", "mixture2d-euclidean"}
+    for r in mine:
+        highs = next(q for q in res.runs if q["solver"] == "scipy.highs" and q["problem"] == r["problem"])
+        assert r["flag"] == "" and r["status"] == "optimal", r
+        assert math.isclose(r["value"], highs["value"], rel_tol=1e-9)

@@ -91,6 +91,20 @@ def _otsolve_exact_lazy(problem):
     return Outcome(res.value, res.n_iter, _status(res), res.message if not res.success else "")
 
 
+def _otsolve_multiscale(problem):
+    """The multiscale simplex (``otsolve.wasserstein``'s choice above ``MULTISCALE_MIN_PAIRS``):
+    on the grid hierarchy for grid histograms, on k-d trees for clouds."""
+    from ..lp import exact_multiscale
+    from ..lp.grid import solve_grid
+    p = 2 if problem.metric == "sqeuclidean" else 1
+    if problem.family == "grids":
+        side = problem.size
+        res = solve_grid(problem.a.reshape(side, side), problem.b.reshape(side, side), p=p, spacing=1.0 / side)[0]
+    else:
+        res = exact_multiscale(problem.x, problem.y, problem.a, problem.b, p=p, metric="euclidean")
+    return Outcome(res.value, res.n_iter, _status(res), res.message if not res.success else "")
+
+
 def _otsolve_sinkhorn(problem):
     from .. import sinkhorn, sinkhorn_points
     options = dict(reg=problem.reg, tol=SINKHORN_TOL, max_iter=SINKHORN_MAX_ITER)
@@ -219,6 +233,9 @@ def _populate():
     for s in (Solver("otsolve.exact", "otsolve", "exact", _otsolve_exact),
               Solver("otsolve.exact_lazy", "otsolve", "exact", _otsolve_exact_lazy, needs="points",
                      max_pairs=lazy_cap, metrics=("sqeuclidean", "euclidean")),
+              Solver("otsolve.multiscale", "otsolve", "exact", _otsolve_multiscale, needs="points",
+                     max_pairs={"quick": 2**22, "full": 2**32}, metrics=("sqeuclidean", "euclidean"),
+                     families=("clouds", "grids")),
               Solver("otsolve.sinkhorn", "otsolve", "entropic", _otsolve_sinkhorn, needs="any",
                      rtol=1e-4, iterative=True),
               Solver("otsolve.semidual_sgd", "otsolve", "entropic", _otsolve_semidual, rtol=1e-2,
