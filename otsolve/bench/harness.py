@@ -182,6 +182,8 @@ def run(suite="quick", solvers=None, problems=None, sizes=None, out="bench_out",
                              first_of_solver=solver.name not in seen)
             seen.add(solver.name)
             runs.append(_record(problem, solver, record, refs[solver.objective]))
+            if out is not None:  # a long suite stopped half-way keeps what it measured
+                _save_partial(out, runs, skipped)
             if record["time_s"] > settings["slow_s"]:  # the median: a first call may compile
                 slow[key] = (problem.size, record["time_s"])
             bar.update()
@@ -197,6 +199,15 @@ def run(suite="quick", solvers=None, problems=None, sizes=None, out="bench_out",
         from .report import write_report
         result.files = write_report(result, out)
     return result
+
+
+def _save_partial(out, runs, skipped):
+    import json
+    import os
+    from .report import _clean
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "results.partial.json"), "w") as fh:
+        json.dump(_clean(dict(runs=runs, skipped=skipped)), fh)
 
 
 def _bar(total, progress):
