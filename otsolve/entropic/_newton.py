@@ -12,9 +12,11 @@ down to BACKTRACK_MIN) or, within the rounding of Phi, lower the marginal error;
 (over-relaxed) Sinkhorn steps of the caller take over, and Newton is tried again after twice as
 many of them as the last time. Work is counted in Sinkhorn iterations: a CG iteration (two
 mat-vecs) and a trial point (a soft-min and a mat-vec) count one each, so max_iter bounds the
-work as it does for plain Sinkhorn. On small problems, once CG needed more than twice the dimension
-in iterations (rounding then rules it), the Newton systems are solved by Cholesky instead; such a
-step counts n / 16 (see :func:`_dense_work`).
+work as it does for plain Sinkhorn. On small problems (DENSE_MAX_ROWS) the Newton systems are solved
+by Cholesky instead, damped as Levenberg-Marquardt does; such a step counts n / 16 (see
+:func:`_dense_work`). Near the solution at small reg the error then falls by a factor of about 3 per
+step, not quadratically: blocks of rows coupled only by tails of the plan need moves of a few reg,
+where the quadratic model of the exponentials holds for one reg at a time.
 """
 from __future__ import annotations
 
@@ -22,10 +24,10 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-import scipy.linalg
+import scipy.linalg.lapack
 
 from . import sinkhorn as _sk
-from ._kernels import flushed_plan, newton_direction
+from ._kernels import flushed_plan, laplacian_system, newton_direction
 
 NEWTON_AFTER = 30      # plain iterations at the final reg first: easy problems finish there, and
                        # Newton's quadratic model is poor far from the solution
@@ -43,11 +45,15 @@ COLUMN_SLACK = 0.1     # the columns of a Newton point must be exact to this fra
 PLAN_MAX_PAIRS = 2**22  # up to this size CG runs on the plan itself, entries below PLAN_TINY x the
 PLAN_TINY = 1e-100      # mass flushed to 0 (products of two stay far from subnormal: those cost
                         # 2-3x per operation); above PLAN_MAX_PAIRS, on the kept kernel
-DENSE_MAX_ROWS = 128   # up to this many rows, once CG needed more than DENSE_AFTER x n iterations,
-DENSE_AFTER = 2.0      # the Newton system is solved directly (Cholesky of the formed Hessian): CG
-                       # needs hundreds of iterations at small reg (300 at n = 64, reg 1e-4 x max C,
-                       # near the solution); above 128 rows forming the Hessian cost more
+DENSE_MAX_ROWS = 512   # up to this many rows the Newton system is solved directly (Cholesky of the
+                       # formed Hessian, ~1 ms at 256 rows): CG needs hundreds of iterations per
+                       # step at reg 1e-4 x max C (300 at n = 64 near the solution)
 DENSE_SPEEDUP = 8.0    # BLAS-3 products against the mat-vecs of an iteration, flop for flop
+LM_DAMPING = 1e-2      # the dense system gets LM_DAMPING x (err / mass) x diag(P 1) added
+                       # (Levenberg-Marquardt, damping proportional to the residual: Yamashita and
+                       # Fukushima 2001): blocks of rows coupled below rounding otherwise get steps
+                       # of thousands of reg from the rounding of their residuals (measured at
+                       # n = 64, reg 1e-4 x max C: no progress); 1e-4 .. 1 needed as many steps
 STEP_MAX = 20.0        # a step moves f by at most this many reg (spread of d): the plan changes by
                        # e^20 at most, the quadratic model says nothing about larger moves (CG's
                        # iterates can be huge along near-null modes: nearly uncoupled points)
@@ -107,13 +113,13 @@ def _point(prob, f, T_g):
     return _Point(f, g, K, u, v, rows, err, phi)
 
 
-def _direction(prob, p, forcing, cg_max, dense):
-    """Preconditioned CG on (diag(P 1) - P diag(1/b) P^T) d = eps (a - P 1), or with ``dense`` (and
-    at most DENSE_MAX_ROWS rows) Cholesky; (d, iterations of work)."""
+def _direction(prob, p, forcing, cg_max):
+    """The Newton direction: on at most DENSE_MAX_ROWS rows by Cholesky (:func:`_dense_direction`),
+    else (or if that fails) preconditioned CG on (diag(P 1) - P diag(1/b) P^T) d = eps (a - P 1);
+    (d, iterations of work)."""
     rows = p.rows
-    if dense and prob.plan.size and len(rows) <= DENSE_MAX_ROWS and _dense_work(len(rows)) <= cg_max:
-        flushed_plan(p.K, p.u, p.v, PLAN_TINY * prob.a.sum(), prob.plan)
-        d = _dense_direction(prob, rows)
+    if prob.plan.size and len(rows) <= DENSE_MAX_ROWS and _dense_work(len(rows)) <= cg_max:
+        d = _dense_direction(prob, p)
         if d is not None:
             return d, _dense_work(len(rows))
     x = np.empty(len(rows))
@@ -128,22 +134,22 @@ def _dense_work(n):
     return max(1, int(math.ceil(n / (2.0 * DENSE_SPEEDUP))))
 
 
-def _dense_direction(prob, rows):
-    """The Newton system solved by Cholesky on the formed Hessian M = diag(P 1) - P diag(1/b) P^T
-    (plus mean(P 1) 1 1^T / n, which removes its null space, the constants, and leaves the solution
-    orthogonal to them); None if M is not numerically positive definite (CG then runs)."""
-    P = prob.plan
-    n = len(rows)
-    M = (P * prob.inv_b) @ P.T
-    np.negative(M, out=M)
-    M.flat[::n + 1] += np.where(rows > 0, rows, 1.0)  # zero-weight rows: d_i = 0 (their residual is)
-    M += rows.mean() / n
-    try:
-        factor = scipy.linalg.cho_factor(M, overwrite_a=True, check_finite=False)
-    except np.linalg.LinAlgError:
+def _dense_direction(prob, p):
+    """The Newton system solved by Cholesky on the formed Hessian M = diag(P 1) - P diag(1/b) P^T,
+    written as the Laplacian of the couplings W = P diag(1/b) P^T (its diagonal the sum of the
+    other couplings of the row, equal to P 1 - W_ii while the columns are exact: the subtraction
+    lost every digit of rows nearly decoupled at small reg, and Cholesky then failed), damped by
+    LM_DAMPING (err / mass) diag(P 1), which also removes the null space (the constants); None if
+    Cholesky fails (CG then runs)."""
+    S = prob.plan  # S = P diag(1/b)^(1/2), so that W = S S^T
+    flushed_plan(p.K, p.u, p.v * np.sqrt(prob.inv_b), PLAN_TINY * prob.a.sum(), S)
+    M = S @ S.T
+    laplacian_system(M, p.rows, LM_DAMPING * p.err / prob.a.sum())
+    factor, info = scipy.linalg.lapack.dpotrf(M.T, overwrite_a=True, clean=False)  # M.T: Fortran order, no copy
+    if info != 0:
         return None
-    d = scipy.linalg.cho_solve(factor, prob.reg * (prob.a - rows), check_finite=False)
-    return d if np.isfinite(d).all() else None
+    d, info = scipy.linalg.lapack.dpotrs(factor, prob.reg * (prob.a - p.rows))
+    return d if info == 0 and np.isfinite(d).all() else None
 
 
 def _line_search(prob, p, d, T_g, max_trials):
@@ -191,13 +197,11 @@ def newton(cost, a, b, f, reg, tol, budget, floor):
     p, work = _point(prob, f, T_g), 1
     if p is None:
         return Outcome(f, T_g.copy(), work, False, False, True)
-    best, stalled, dense = p, 0, False
+    best, stalled = p, 0
     while p.err > tol * mass and work + 2 <= budget:  # one CG iteration and one trial at least
         if floor.reached(p.err, p.f, p.g):
             return Outcome(best.f, best.g, work, False, True, False)
-        d, k = _direction(prob, p, min(FORCING_MAX, math.sqrt(p.err / mass)), min(CG_MAX, budget - work - 1),
-                          dense)
-        dense = dense or k > DENSE_AFTER * len(a)
+        d, k = _direction(prob, p, min(FORCING_MAX, math.sqrt(p.err / mass)), min(CG_MAX, budget - work - 1))
         q, trials = _line_search(prob, p, d, T_g, budget - work - k)
         work += k + trials
         if q is None or stalled + 1 >= PROGRESS_STEPS and q.err > PROGRESS_GAIN * best.err:

@@ -74,7 +74,7 @@ class MatrixCost:
             return False
         absorbed, other = (self.hG, self.hF) if side == 0 else (self.hF, self.hG)
         return _kernels.scaled_softmin(self.K, side, pot, log_w, eps, absorbed, other, KERNEL_SUM_MIN,
-                                       T) == 1
+                                       T, self.C, MAX_BAD_LINES) == 1
 
     def compiled_iteration(self, f, g, log_a, log_b, a, eps, omega, clip, T_f, T_g):
         """A balanced iteration (row error of (f, g), then (f, g) updated with relaxation omega) by
@@ -84,7 +84,7 @@ class MatrixCost:
             return None
         f_new, g_new = np.empty_like(f), np.empty_like(g)
         err = _kernels.scaled_iteration(self.K, self.hF, self.hG, f, g, log_a, log_b, a, eps, omega,
-                                        KERNEL_SUM_MIN, clip, T_f, T_g, f_new, g_new)
+                                        KERNEL_SUM_MIN, clip, T_f, T_g, f_new, g_new, self.C, MAX_BAD_LINES)
         return None if err < 0.0 else (err, f_new, g_new)
 
     def _absorb(self, side, h, h_other, inv_reg):
@@ -98,12 +98,12 @@ class MatrixCost:
         """lse_i <- log sum_j exp(h_j - C_ij / eps) = log (K w)_i - hF_i + top, w = exp(h - hG
         - top) (side 0; side 1 is the same with K^T). Lines where the mat-vec could lose terms to
         underflow (zero-weight ones among them: their kernel lines are 0) are redone in the log
-        domain; if there are many, or an overflow, False and lse untouched."""
+        domain (small problems: in the same compiled call); if there are many, or an overflow,
+        False and lse untouched."""
         absorbed, other = (self.hG, self.hF) if side == 0 else (self.hF, self.hG)
         if self.K.size <= COMPILED_MAX_PAIRS:
-            done = _kernels.scaled_lse(self.K, side, h, absorbed, other, KERNEL_SUM_MIN, lse)
-            if done != 0:
-                return done == 1
+            return _kernels.scaled_lse(self.K, side, h, absorbed, other, KERNEL_SUM_MIN, lse, self.C,
+                                       self.inv_reg, MAX_BAD_LINES) == 1
         d = h - absorbed
         top = d.max()
         if not np.isfinite(top):
