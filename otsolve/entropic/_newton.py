@@ -12,11 +12,12 @@ down to BACKTRACK_MIN) or, within the rounding of Phi, lower the marginal error;
 (over-relaxed) Sinkhorn steps of the caller take over, and Newton is tried again after twice as
 many of them as the last time. Work is counted in Sinkhorn iterations: a CG iteration (two
 mat-vecs) and a trial point (a soft-min and a mat-vec) count one each, so max_iter bounds the
-work as it does for plain Sinkhorn. On small problems (DENSE_MAX_ROWS) the Newton systems are solved
-by Cholesky instead, damped as Levenberg-Marquardt does; such a step counts n / 16 (see
-:func:`_dense_work`). Near the solution at small reg the error then falls by a factor of about 3 per
-step, not quadratically: blocks of rows coupled only by tails of the plan need moves of a few reg,
-where the quadratic model of the exponentials holds for one reg at a time.
+work as it does for plain Sinkhorn. On small problems (DENSE_MAX_ROWS), once CG needs more work than
+a direct solve, the Newton systems are solved by Cholesky instead, damped as Levenberg-Marquardt
+does; such a step counts n / 16 (see :func:`_dense_work`). Near the solution at small reg the error
+then falls by a factor of about 3 per step, not quadratically: blocks of rows coupled only by tails
+of the plan need moves of a few reg, where the quadratic model of the exponentials holds for about
+one reg at a time.
 """
 from __future__ import annotations
 
@@ -45,9 +46,10 @@ COLUMN_SLACK = 0.1     # the columns of a Newton point must be exact to this fra
 PLAN_MAX_PAIRS = 2**22  # up to this size CG runs on the plan itself, entries below PLAN_TINY x the
 PLAN_TINY = 1e-100      # mass flushed to 0 (products of two stay far from subnormal: those cost
                         # 2-3x per operation); above PLAN_MAX_PAIRS, on the kept kernel
-DENSE_MAX_ROWS = 512   # up to this many rows the Newton system is solved directly (Cholesky of the
-                       # formed Hessian, ~1 ms at 256 rows): CG needs hundreds of iterations per
-                       # step at reg 1e-4 x max C (300 at n = 64 near the solution)
+DENSE_MAX_ROWS = 512   # up to this many rows, once a CG solve needed DENSE_AFTER x the work of a
+DENSE_AFTER = 2.0      # dense step, the Newton systems are solved directly (Cholesky of the formed
+                       # Hessian, ~1 ms at 256 rows): CG needs hundreds of iterations per step at
+                       # reg 1e-4 x max C (300 at n = 64 near the solution), a few at 1e-2
 DENSE_SPEEDUP = 8.0    # BLAS-3 products against the mat-vecs of an iteration, flop for flop
 LM_DAMPING = 1e-2      # the dense system gets LM_DAMPING x (err / mass) x diag(P 1) added
                        # (Levenberg-Marquardt, damping proportional to the residual: Yamashita and
@@ -113,12 +115,12 @@ def _point(prob, f, T_g):
     return _Point(f, g, K, u, v, rows, err, phi)
 
 
-def _direction(prob, p, forcing, cg_max):
-    """The Newton direction: on at most DENSE_MAX_ROWS rows by Cholesky (:func:`_dense_direction`),
+def _direction(prob, p, forcing, cg_max, dense):
+    """The Newton direction: with ``dense`` (and a plan buffer) by Cholesky (:func:`_dense_direction`),
     else (or if that fails) preconditioned CG on (diag(P 1) - P diag(1/b) P^T) d = eps (a - P 1);
     (d, iterations of work)."""
     rows = p.rows
-    if prob.plan.size and len(rows) <= DENSE_MAX_ROWS and _dense_work(len(rows)) <= cg_max:
+    if dense and prob.plan.size and _dense_work(len(rows)) <= cg_max:
         d = _dense_direction(prob, p)
         if d is not None:
             return d, _dense_work(len(rows))
@@ -197,11 +199,18 @@ def newton(cost, a, b, f, reg, tol, budget, floor):
     p, work = _point(prob, f, T_g), 1
     if p is None:
         return Outcome(f, T_g.copy(), work, False, False, True)
-    best, stalled = p, 0
+    # small problems: CG first (a few iterations a step at moderate reg), Cholesky from the first
+    # step whose CG needed DENSE_AFTER times the work of a dense step (its iterate is still used)
+    best, stalled, dense = p, 0, False
+    small = len(a) <= DENSE_MAX_ROWS and plan.size > 0
     while p.err > tol * mass and work + 2 <= budget:  # one CG iteration and one trial at least
         if floor.reached(p.err, p.f, p.g):
             return Outcome(best.f, best.g, work, False, True, False)
-        d, k = _direction(prob, p, min(FORCING_MAX, math.sqrt(p.err / mass)), min(CG_MAX, budget - work - 1))
+        cg_max = min(CG_MAX, budget - work - 1)
+        if small and not dense:
+            cg_max = min(cg_max, int(DENSE_AFTER * _dense_work(len(a))))
+        d, k = _direction(prob, p, min(FORCING_MAX, math.sqrt(p.err / mass)), cg_max, dense)
+        dense = small and (dense or k >= cg_max)
         q, trials = _line_search(prob, p, d, T_g, budget - work - k)
         work += k + trials
         if q is None or stalled + 1 >= PROGRESS_STEPS and q.err > PROGRESS_GAIN * best.err:
