@@ -257,3 +257,23 @@ def test_compiled_softmin_repairs_underflowing_lines():
     hF[:10] = -400.0  # half the rows low: above max_bad, the kernel must be rebuilt (-1)
     K = np.exp(hF[:, None] + hG[None, :] - C * inv_reg)
     assert _kernels.scaled_lse(K, 0, h, hG, hF, 1e-100, lse, C, inv_reg, 0.25) == -1
+
+
+def test_longer_steps_only_when_they_lower_the_error(monkeypatch):
+    """_extend doubles an accepted full Newton step only while the error falls and Phi does not:
+    every point it returns is at least as good as the full step, and doubling happens at small reg."""
+    seen = []
+    extend = _newton._extend
+
+    def spy(prob, p, q, d, spread, T_g, max_trials, rounding):
+        r, trials = extend(prob, p, q, d, spread, T_g, max_trials, rounding)
+        seen.append((q.err, q.phi, r.err, r.phi, trials, rounding))
+        return r, trials
+
+    monkeypatch.setattr(_newton, "_extend", spy)
+    C = _clouds(128, 2)
+    C /= C.max()
+    res = otsolve.sinkhorn(C, reg=1e-4)
+    assert res.status == Status.OPTIMAL and seen
+    assert all(r_err <= q_err and r_phi >= q_phi - rounding for q_err, q_phi, r_err, r_phi, _, rounding in seen)
+    assert any(r_err < q_err for q_err, _, r_err, _, _, _ in seen)  # doubled at least once
