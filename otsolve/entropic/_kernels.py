@@ -495,6 +495,47 @@ def scaled_iteration(K, hF, hG, f, g, log_a, log_b, a, eps, omega, sum_min, clip
 
 
 @njit(cache=True, fastmath=FAST)
+def newton_point(K, hF, hG, C, f, log_a, log_b, a, b, eps, sum_min, max_bad, drift_max, T_g, u, v, rows):
+    """A trial point of the Newton phase with the kept kernel K_ij = exp(hF_i + hG_j - C_ij / eps):
+    T_g <- softmin(f) (:func:`scaled_softmin`), the plan diag(u) K diag(v) of (f, T_g) (u = a
+    exp(f / eps - hF), v = b exp(T_g / eps - hG), as MatrixCost.plan_operator), its row sums in
+    ``rows``; returns (L1 row error, a.f + b.g, L1 column error), or a row error of -1 when the
+    soft-min fails or a scaling's |log| exceeds drift_max (T_g then may hold the soft-min). One
+    call: in numpy a trial cost ten calls, more than the dense Newton step of n = 64."""
+    if scaled_softmin(K, 1, f, log_a, eps, hF, hG, sum_min, T_g, C, max_bad) != 1:
+        return -1.0, 0.0, 0.0
+    n, m = K.shape
+    inv_reg, drift = 1.0 / eps, 0.0
+    for i in range(n):
+        if log_a[i] > -np.inf:  # zero weights aside: their lines of the plan are 0
+            drift = max(drift, abs(f[i] * inv_reg - hF[i]))
+    for j in range(m):
+        if log_b[j] > -np.inf:
+            drift = max(drift, abs(T_g[j] * inv_reg - hG[j]))
+    if not drift <= drift_max:
+        return -1.0, 0.0, 0.0
+    for i in range(n):
+        u[i] = np.exp(log_a[i] + f[i] * inv_reg - hF[i])
+    for j in range(m):
+        v[j] = np.exp(log_b[j] + T_g[j] * inv_reg - hG[j])
+    cols = np.zeros(m)
+    err, phi = 0.0, 0.0
+    for i in range(n):
+        row, ui, s = K[i], u[i], 0.0
+        for j in range(m):
+            s += row[j] * v[j]
+            cols[j] += ui * row[j]
+        rows[i] = ui * s
+        err += abs(rows[i] - a[i])
+        phi += a[i] * f[i]
+    col_err = 0.0
+    for j in range(m):
+        col_err += abs(v[j] * cols[j] - b[j])
+        phi += b[j] * T_g[j]
+    return err, phi, col_err
+
+
+@njit(cache=True, fastmath=FAST)
 def marginal_error(a, f, T, eps, clip):
     """sum_i |a_i expm1(min((f_i - T_i) / eps, clip))|: the L1 error of the marginal a exp((f -
     T) / eps) of the plan of (f, g), T the soft-min of g."""

@@ -98,6 +98,11 @@ def available(cost, reg_m, tol):
 
 def _point(prob, f, T_g):
     """g = T(f) and the plan operator at (f, g); None if no kernel fits."""
+    fast = prob.cost.compiled_point(f, prob.log_a, prob.log_b, prob.a, prob.b, prob.reg, T_g)
+    if fast is not None:
+        K, u, v, rows, err, phi, col_err = fast
+        if col_err <= COLUMN_SLACK * prob.tol_mass and math.isfinite(err) and math.isfinite(phi):
+            return _Point(f, T_g.copy(), K, u, v, rows, err, phi)
     _sk._softmin(prob.cost, 1, f, prob.log_a, prob.reg, T_g)
     g = T_g.copy()
     op = prob.cost.plan_operator(f, g, prob.log_a, prob.log_b, 1.0 / prob.reg)

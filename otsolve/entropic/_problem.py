@@ -87,6 +87,17 @@ class MatrixCost:
                                         KERNEL_SUM_MIN, clip, T_f, T_g, f_new, g_new, self.C, MAX_BAD_LINES)
         return None if err < 0.0 else (err, f_new, g_new)
 
+    def compiled_point(self, f, log_a, log_b, a, b, eps, T_g):
+        """g = T(f) into T_g and the plan operator, row sums and errors of (f, g) in one compiled call
+        (:func:`_kernels.newton_point`) under the conditions of :meth:`compiled_softmin`: (K, u, v,
+        rows, row error, a.f + b.g, column error), or None (the caller takes the general path)."""
+        if self.K is None or self.K.size > COMPILED_MAX_PAIRS or 1.0 / eps != self.inv_reg:
+            return None
+        u, v, rows = np.empty(self.shape[0]), np.empty(self.shape[1]), np.empty(self.shape[0])
+        err, phi, col_err = _kernels.newton_point(self.K, self.hF, self.hG, self.C, f, log_a, log_b, a, b, eps,
+                                                  KERNEL_SUM_MIN, MAX_BAD_LINES, PLAN_SCALING_MAX, T_g, u, v, rows)
+        return None if err < 0.0 else (self.K, u, v, rows, err, phi, col_err)
+
     def _absorb(self, side, h, h_other, inv_reg):
         """Record the potentials and eps of K: h on the side summed over, h_other on the other;
         zero weights (h = -inf) have zero kernel lines, their potential is recorded as 0."""
@@ -222,6 +233,10 @@ class PointCost:
         if self.dense is None:
             return None
         return self.dense.compiled_iteration(f, g, log_a, log_b, a, eps, omega, clip, T_f, T_g)
+
+    def compiled_point(self, f, log_a, log_b, a, b, eps, T_g):
+        """As :meth:`MatrixCost.compiled_point` on the dense matrix; None without one."""
+        return None if self.dense is None else self.dense.compiled_point(f, log_a, log_b, a, b, eps, T_g)
 
     def softmin(self, side, h, inv_reg, lse):
         if self.dense is not None:
