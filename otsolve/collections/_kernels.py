@@ -138,7 +138,8 @@ def _softmin(C, K, side, h, inv_reg, lse, kept, hF, hG):
         _square(K, side, h, lse, kept, hF, hG)
     if kept[0] == inv_reg:
         absorbed, other = (hG, hF) if side == 0 else (hF, hG)
-        if entropic_kernels.scaled_lse(K, side, h, absorbed, other, KERNEL_SUM_MIN, lse, NO_COSTS, 0.0, 0.0) == 1:
+        if entropic_kernels.scaled_lse(K, side, h, absorbed, other, KERNEL_SUM_MIN, lse, NO_COSTS, 0.0,
+                                       0.0) == 1:
             return
     if side == 0:
         entropic_kernels.softmin_rows_serial(C, C.shape[0], h, inv_reg, lse, K)

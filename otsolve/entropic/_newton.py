@@ -155,7 +155,8 @@ def _dense_direction(prob, p):
     flushed_plan(p.K, p.u, p.v * np.sqrt(prob.inv_b), PLAN_TINY * prob.a.sum(), S)
     M = S @ S.T
     laplacian_system(M, p.rows, LM_DAMPING * p.err / prob.a.sum())
-    factor, info = scipy.linalg.lapack.dpotrf(M.T, overwrite_a=True, clean=False)  # M.T: Fortran order, no copy
+    # M is symmetric: M.T is the same matrix in Fortran order, factored in place without a copy
+    factor, info = scipy.linalg.lapack.dpotrf(M.T, overwrite_a=True, clean=False)
     if info != 0:
         return None
     d, info = scipy.linalg.lapack.dpotrs(factor, prob.reg * (prob.a - p.rows))

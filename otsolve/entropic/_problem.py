@@ -94,8 +94,9 @@ class MatrixCost:
         if self.K is None or self.K.size > COMPILED_MAX_PAIRS or 1.0 / eps != self.inv_reg:
             return None
         u, v, rows = np.empty(self.shape[0]), np.empty(self.shape[1]), np.empty(self.shape[0])
-        err, phi, col_err = _kernels.newton_point(self.K, self.hF, self.hG, self.C, f, log_a, log_b, a, b, eps,
-                                                  KERNEL_SUM_MIN, MAX_BAD_LINES, PLAN_SCALING_MAX, T_g, u, v, rows)
+        err, phi, col_err = _kernels.newton_point(self.K, self.hF, self.hG, self.C, f, log_a, log_b, a, b,
+                                                  eps, KERNEL_SUM_MIN, MAX_BAD_LINES, PLAN_SCALING_MAX, T_g,
+                                                  u, v, rows)
         return None if err < 0.0 else (self.K, u, v, rows, err, phi, col_err)
 
     def _absorb(self, side, h, h_other, inv_reg):
