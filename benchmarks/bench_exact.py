@@ -6,6 +6,7 @@
     python benchmarks/bench_exact.py --multiscale [--large] [--stretch]   # only the multiscale clouds and grids
         (--large: clouds to n = 100,000, grids to 128x128 with POT on GRID_POT_CLASSES_128;
          --stretch: 256x256 grids, otsolve only)
+    python benchmarks/bench_exact.py --grids128   # only the 128x128 grids with POT (its 2 GiB matrix; long)
 
 Data: two 2-D Gaussian clouds (the second shifted and stretched), squared Euclidean cost scaled to
 [0, 1]. Times are wall-clock medians; the first otsolve call (Numba compilation, cached to disk
@@ -198,6 +199,7 @@ def bench_grids(resolutions, kinds, pot_max, pot_kinds=None, points_max=None):
             rows.append((f"{res}x{res}", kind, f"{t_grid:.2f}", *old, *pot, len(stats.sizes), stats.arcs[-1],
                          sum(stats.pivots), stats.rounds[-1], phases(stats), f"{out.max_dual_violation:.0e}",
                          str(out.status)))
+            print(" | ".join(map(str, rows[-1])), flush=True)  # POT's rows at 128x128 take many minutes
     table("wasserstein_grid (multiscale on the grid hierarchy) on DOTmark-like images (seconds; "
           "points = the same grids as clouds, k-d hierarchy; POT = dense emd2; same data)",
           ["grid", "class", "grid", "points", "grid/points", "POT emd2", "grid/POT", "value-POT", "levels",
@@ -219,6 +221,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small sizes only")
     parser.add_argument("--multiscale", action="store_true", help="only the multiscale clouds and grids")
     parser.add_argument("--stretch", action="store_true", help="with --multiscale: 256x256 grids (otsolve only)")
+    parser.add_argument("--grids128", action="store_true", help="only 128x128 grids, POT on GRID_POT_CLASSES_128")
     args = parser.parse_args()
     start = time.perf_counter()
     otsolve.exact(np.random.default_rng(0).random((30, 30)))
@@ -227,6 +230,9 @@ def main():
     solve_multiscale(*clouds(600))
     otsolve.wasserstein_grid(np.ones((20, 20)), np.ones((20, 20)), multiscale=True)
     print(f"first calls (Numba compile or cache load): {time.perf_counter() - start:.1f} s")
+    if args.grids128:
+        bench_grids([128], GRID_POT_CLASSES_128, pot_max=128, points_max=0)
+        return
     if args.multiscale:
         bench_multiscale([5000, 10000, 20000] + ([50000, 100000] if args.large else []), pot_max=10000)
         bench_grids([32, 64] + ([128] if args.large else []), GRID_CLASSES, pot_max=128 if args.large else 64,

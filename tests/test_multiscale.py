@@ -304,3 +304,24 @@ def test_wasserstein_chooses_multiscale_above_the_threshold(monkeypatch):
     otsolve.wasserstein(x, x + 1, max_iter=10**6)    # so does one with options of the plain solver
     otsolve.wasserstein(x[:5], x[:5] + 1)            # and one below the threshold
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("shape,spacing", [((50,), (0.3,)), ((12, 17), (1.0, 0.25)), ((5, 6, 7), (2.0, 0.5, 1.0))])
+def test_grid_c_transform_by_axes_equals_all_pairs(shape, spacing):
+    """The certificate's separable c-transform on a grid (one pass per axis) is the minimum over
+    all pairs of the dense squared-Euclidean matrix, zero-mass columns left out."""
+    from otsolve._costs import SQEUCLIDEAN
+    from otsolve.lp.multiscale import _c_transform
+    rng = np.random.default_rng(21)
+    z = np.stack(np.meshgrid(*[np.arange(s) * h for s, h in zip(shape, spacing)], indexing="ij"),
+                 axis=-1).reshape(-1, len(shape))
+    lengths = [(np.arange(s) * h) ** 2 for s, h in zip(shape, spacing)]
+    g = rng.normal(scale=5.0, size=len(z))
+    alive = rng.random(len(z)) < 0.6
+    C = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+    expected = np.where(alive[None, :], C - g[None, :], np.inf).min(axis=1)
+    which = rng.choice(len(z), 9, replace=False)
+    for rows in (None, which):
+        got = _c_transform(g, alive, z, z, SQEUCLIDEAN, 2.0, (shape, lengths), rows)
+        want = expected if rows is None else expected[rows]
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(C).max())

@@ -162,47 +162,20 @@ def _expm1_series(z):
 
 
 @njit(cache=True, inline="always", fastmath=FAST)
-def _phi(z, ez):
-    """z e^z - e^z + 1 (P log(P/ab) - P + ab = ab phi(z) for P = ab e^z, ez = e^z), by its
-    series where |z| < PHI_SERIES."""
-    return _phi_series(z) if abs(z) < PHI_SERIES else z * ez - ez + 1.0
-
-
-@njit(cache=True, inline="always", fastmath=FAST)
-def _plan_chunk(fi, gg, la, lb, cc, inv_reg, out, acc, ui, vv):
+def _plan_chunk(fi, gg, la, lb, ai, bb, cc, inv_reg, out, acc, ui, vv):
     """out_j = exp(la + lb_j + (fi + g_j - c_j) * inv_reg), or out_j * ui * v_j when ``vv`` is not
     empty (out holds the Gibbs kernel and u, v scale it to the plan); per-lane sums of P, P c,
-    a b phi(z) (the KL terms), max of fi + g_j - c_j, and a b (e^z - 1) (P - a b, without
-    cancellation) in acc (5, CHUNK), z = (fi + g_j - c_j) / reg: elementwise, so that it vectorises."""
+    a b phi(z) (the KL terms), max of fi + g_j - c_j, and P - a b in acc (5, CHUNK), z = (fi +
+    g_j - c_j) / reg, ai b_j = a b. One exponential a pair (P of the sum of its logs: no
+    underflow of a b): a b phi(z) = P z - P + a b and P - a b by subtractions, or by their series
+    where |z| < PHI_SERIES (cancellation there); both computed and one selected, so that the loop
+    vectorises."""
     scaled = vv.shape[0] > 0
     for jj in range(cc.shape[0]):
         slack = fi + gg[jj] - cc[jj]
         z = slack * inv_reg
-        ab = fast_exp(la + lb[jj])
-        ez = fast_exp(z)
-        pij = out[jj] * ui * vv[jj] if scaled else fast_exp(la + lb[jj] + z)  # no underflow of ab
-        out[jj] = pij
-        acc[0, jj] += pij
-        acc[1, jj] += pij * cc[jj]
-        acc[2, jj] += ab * _phi(z, ez) if ab > 0.0 else 0.0
-        acc[3, jj] = max(acc[3, jj], slack)
-        # e^z - 1 by a subtraction unless |z| < PHI_SERIES (there it would lose digits): libm's
-        # expm1 took a third of the pass
-        em1 = ez - 1.0 if abs(z) >= PHI_SERIES else _expm1_series(z)
-        acc[4, jj] += ab * em1 if ab > 0.0 else 0.0
-
-
-@njit(cache=True, inline="always", fastmath=FAST)
-def _scaled_plan_chunk(fi, gg, ai, bb, cc, inv_reg, out, acc, ui, vv):
-    """:func:`_plan_chunk` when ``out`` holds the Gibbs kernel: P = u K v and no exponential
-    (a b phi(z) = P z - P + a b, P - a b by a subtraction, the series where |z| < PHI_SERIES;
-    both forms computed and one selected, so that the loop vectorises): the evaluation of a
-    small problem cost as much as all its iterations."""
-    for jj in range(cc.shape[0]):
-        slack = fi + gg[jj] - cc[jj]
-        z = slack * inv_reg
         ab = ai * bb[jj]
-        pij = out[jj] * ui * vv[jj]
+        pij = out[jj] * ui * vv[jj] if scaled else fast_exp(la + lb[jj] + z)
         out[jj] = pij
         acc[0, jj] += pij
         acc[1, jj] += pij * cc[jj]
@@ -229,11 +202,7 @@ def _plan_row(src, i, m, f, g, log_a, log_b, b, inv_reg, P, store, scaled, u, v,
     ai = np.exp(log_a[i])
     for j0 in range(0, m, CHUNK):
         k = min(CHUNK, m - j0)
-        if scaled and store:
-            _scaled_plan_chunk(f[i], g[j0:j0 + k], ai, b[j0:j0 + k], cost_chunk(src, i, j0, k, buf),
-                               inv_reg, P[i, j0:j0 + k], acc, ui, v[j0:j0 + k])
-            continue
-        _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k],
+        _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k], ai, b[j0:j0 + k],
                     cost_chunk(src, i, j0, k, buf), inv_reg,
                     P[i, j0:j0 + k] if store else scratch[:k], acc, ui, v[j0:j0 + k] if scaled else v)
     _reduce_stats(acc, stats)
@@ -246,7 +215,7 @@ def _plan_rows(src, n, f, g, log_a, log_b, inv_reg, P, stats, u, v):
     - C_ij, sum_j P_ij - a_i b_j). An empty P (0 rows): the statistics only, no plan stored."""
     m = g.shape[0]
     store, scaled = P.shape[0] > 0, v.shape[0] > 0
-    b = np.exp(log_b) if scaled else log_b
+    b = np.exp(log_b)
     width = min(CHUNK, m)
     for t in prange((n + ROW_BLOCK - 1) // ROW_BLOCK):  # scratch allocated per block of rows:
         buf, scratch = np.empty(width), np.empty(width)  # per row it cost a third of a small pass
@@ -791,7 +760,7 @@ def truncated_plan_rows(x, x_ptr, x_lo, x_hi, yT, y_ptr, y_lo, y_hi, code, p, f,
         for i in range(r0, r1):
             acc[:] = 0.0
             acc[3, :] = -np.inf
-            xi, dropped, b_kept = x[i], 0.0, 0.0
+            xi, dropped, b_kept, ai = x[i], 0.0, 0.0, np.exp(log_a[i])
             for q in range(nk):
                 e = kept[q]
                 rel = _point_bound(xi, e, y_lo, y_hi, h_max, lin, inv_reg, code, p, gaps) - ref[i - r0]
@@ -800,8 +769,8 @@ def truncated_plan_rows(x, x_ptr, x_lo, x_hi, yT, y_ptr, y_lo, y_hi, code, p, f,
                     dropped += k * np.exp(rel)
                     continue
                 b_kept += cell_b[e]
-                _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k], point_costs(x, i, yT, j0, k, code, p, buf),
-                            inv_reg, scratch[:k], acc, 1.0, no_scaling)
+                _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k], ai, b[j0:j0 + k],
+                            point_costs(x, i, yT, j0, k, code, p, buf), inv_reg, scratch[:k], acc, 1.0, no_scaling)
             _reduce_stats(acc, stats[i])
             ab_skipped = np.exp(log_a[i]) * max(b_sum - b_kept, 0.0)
             stats[i, 2] += ab_skipped   # a b phi(-inf) = a b

@@ -43,13 +43,15 @@ SANITY = 10.0            # a converged run whose evaluated plan misses its margi
 
 class _Run(NamedTuple):
     """Outcome of an iteration: potentials, iterations, whether tol was met, the annealing level
-    it stopped at (reg when the ladder was done) and whether it stopped at the precision floor."""
+    it stopped at (reg when the ladder was done), whether it stopped at the precision floor, and
+    the largest over-relaxation factor it used."""
     f: np.ndarray
     g: np.ndarray
     n_iter: int
     converged: bool
     at: float
     floor: bool = False
+    omega: float = 1.0
 
 
 def _check_scale(reg, cost):
@@ -128,14 +130,16 @@ class _Relaxation:
     a factor 0.9 needed half the iterations of 0.5 and none failed). Plain steps also finish
     the run, so that the columns of the plan are exact."""
 
-    def __init__(self, mass):
-        self.omega, self.cap, self.history, self.saved, self.since = 1.0, RELAX_MAX, [], None, 0
-        self.mass = mass
+    def __init__(self, mass, omega=1.0):
+        self.omega, self.cap, self.history, self.saved, self.since = omega, RELAX_MAX, [], None, 0
+        self.mass, self.peak = mass, omega
 
     def update(self, err, f, g):
         """Record the error of (f, g); return a pair (f, g) to restore, or None."""
         self.history.append(err)
         self.since += 1
+        if self.saved is None and self.omega > 1.0:  # started relaxed: the first iterate is the fallback
+            self.saved = (err, f.copy(), g.copy())
         if self.omega > 1.0 and not err <= self._guard():
             self.cap = 1.0 + RELAX_BACKOFF * (self.omega - 1.0)
             self.omega, self.history, self.since = 1.0, [self.saved[0]], 0
@@ -151,6 +155,7 @@ class _Relaxation:
             w_new = min(2.0 / (1.0 + math.sqrt(1.0 - theta)), self.cap)
             if w_new > w * (1.0 + RELAX_STEP):
                 self.omega, self.saved, self.since = w_new, (err, f.copy(), g.copy()), 0
+                self.peak = max(self.peak, w_new)
         return None
 
     def _guard(self):
@@ -162,16 +167,17 @@ class _Relaxation:
         self.omega, self.cap = 1.0, 1.0
 
 
-def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
+def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None, omega=1.0):
     """Alternating log-domain updates f = k T(g), g = k T(f), k = reg_m / (reg_m + eps),
     from the potentials ``init`` (default zero), until the row error is below tol times the
-    mass of a, the precision floor, or max_iter. Returns a :class:`_Run`."""
+    mass of a, the precision floor, or max_iter; over-relaxed from ``omega`` at the final reg.
+    Returns a :class:`_Run`."""
     log_a, log_b = _log(a), _log(b)
     f, g = (np.zeros(len(a)), np.zeros(len(b))) if init is None else init
     T_f, T_g = f.copy(), g.copy()
     schedule = _schedule(cost.scale, reg, eps_scaling, LADDER_MIN_RATIO)
     mass = float(a.sum())
-    relax, floor = _Relaxation(mass), _Floor(cost, reg, mass, tol)
+    relax, floor = _Relaxation(mass, omega), _Floor(cost, reg, mass, tol)
     n_iter, err, at = 0, math.inf, schedule[0]
     best = (math.inf, f, g)  # the pair of least error at the final reg (f, g are never mutated)
     accelerate, newton_at, wait = _newton.available(cost, reg_m, tol), math.inf, _newton.NEWTON_AFTER
@@ -188,7 +194,7 @@ def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
                 out = _newton.newton(cost, a, b, f, reg, tol, max_iter - n_iter, floor)
                 n_iter += out.work
                 if not out.gave_up:
-                    return _Run(out.f, out.g, n_iter, out.converged, reg, out.floor)
+                    return _Run(out.f, out.g, n_iter, out.converged, reg, out.floor, relax.peak)
                 f, g, relax, wait = out.f, out.g, _Relaxation(mass), 2 * wait
                 newton_at = n_iter + wait  # plain steps first, twice as many each time
                 continue
@@ -205,7 +211,7 @@ def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None):
                 err = _row_error(a, f, T_f, eps, reg_m) if step is None else step[0]
                 best = min(best, (err, f, g), key=lambda t: t[0])
                 if err <= tol * mass and relax.omega == 1.0:  # meets tol, its columns are exact
-                    return _Run(f, g, n_iter, True, reg)
+                    return _Run(f, g, n_iter, True, reg, omega=relax.peak)
                 if err <= tol * mass:
                     relax.finish()
                 if floor.reached(err, f, g):
@@ -574,6 +580,7 @@ def _truncated_run(full, a, b, reg, tol, max_iter, eps_scaling):
     coarse = PointCost(xc, yc, code, p, shift=True)
     run = _iterate(coarse, ac, bc, reg, math.inf, tol, max_iter, eps_scaling)
     f, g, n_iter = run.f + coarse.offset, run.g, run.n_iter  # potentials of C (balanced: the offset moves f)
+    omega = run.omega  # the slowest mode's contraction is the clouds', read off the coarse solve
     for ((xc, ac, _), (yc, bc, _)), ((x, a_l, up_x), (y, b_l, up_y)) in zip(levels, levels[1:]):
         f_next = _truncated.parent_guess(f, up_x)  # guesses of the soft-mins below (NaN: none)
         g_next = _truncated.parent_guess(g, up_y)
@@ -581,6 +588,7 @@ def _truncated_run(full, a, b, reg, tol, max_iter, eps_scaling):
         _softmin(_truncated.TruncatedPointCost(y, xc, code, p, theta), 0, f, _log(ac), reg, g_next)
         cost = _truncated.TruncatedPointCost(x, y, code, p, theta)
         run = _iterate(cost, a_l, b_l, reg, math.inf, _truncated.ITERATE_TOL * tol, max_iter - n_iter, False,
-                       init=(f_next, g_next))
+                       init=(f_next, g_next), omega=omega)
+        omega = max(omega, run.omega)
         f, g, n_iter = run.f, run.g, n_iter + run.n_iter
     return cost, run._replace(n_iter=n_iter)

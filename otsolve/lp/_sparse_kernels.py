@@ -137,21 +137,6 @@ def simplex(indptr, cols, costs, n, root, parent, flow, first_child, next_sib, p
 
 
 @njit(cache=True, parallel=True)
-def row_violations(x, yT, code, p, f, g, worst):
-    """worst[i] = max(0, max_j f_i + g_j - C_ij) over all pairs, costs from coordinates."""
-    n, m = x.shape[0], yT.shape[1]
-    for i in prange(n):
-        buf = np.empty(CHUNK)
-        fi, w = f[i], 0.0
-        for j0 in range(0, m, CHUNK):
-            kk = min(CHUNK, m - j0)
-            c = point_costs(x, i, yT, j0, kk, code, p, buf)
-            for jj in range(kk):
-                w = max(w, fi + g[j0 + jj] - c[jj])
-        worst[i] = w
-
-
-@njit(cache=True, parallel=True)
 def c_transform(x, yT, code, p, g, col_alive, out):
     """out[i] = min_{j alive} C_ij - g_j (the tightest f feasible for g)."""
     n, m = x.shape[0], yT.shape[1]
@@ -165,6 +150,22 @@ def c_transform(x, yT, code, p, g, col_alive, out):
                 if col_alive[j0 + jj]:
                     best = min(best, c[jj] - g[j0 + jj])
         out[i] = best
+
+
+@njit(cache=True, parallel=True)
+def min_plus_lines(values, lengths, out):
+    """out[r, i] = min_j lengths[|i - j|] + values[r, j]: one axis of the c-transform on a grid,
+    whose squared Euclidean cost is a sum of one such term per axis (so the transform over all
+    pairs is one pass per axis, O(pixels x side) instead of O(pixels^2))."""
+    rows, side = values.shape
+    for r in prange(rows):
+        for i in range(side):
+            best = np.inf
+            for j in range(i + 1):
+                best = min(best, lengths[i - j] + values[r, j])
+            for j in range(i + 1, side):
+                best = min(best, lengths[j - i] + values[r, j])
+            out[r, i] = best
 
 
 @njit(cache=True)

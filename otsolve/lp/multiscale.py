@@ -128,7 +128,8 @@ def solve_multiscale_grid(a, b, shape, spacing, *, p=2, max_iter=None):
     start = time.perf_counter()
     levels, rows, cols = grid_levels(index, a, b, shape, step, code, p)
     stats.seconds["hierarchy"] += time.perf_counter() - start
-    return _solve_levels(levels, z, z, a, b, rows, cols, code, p, scale, max_iter, stats), stats
+    lengths = [np.ascontiguousarray((np.arange(side) * h) ** 2) for side, h in zip(shape, step)]
+    return _solve_levels(levels, z, z, a, b, rows, cols, code, p, scale, max_iter, stats, (shape, lengths)), stats
 
 
 def _check_budget(max_iter):
@@ -157,9 +158,10 @@ def _members(up, count):
 
 # -- the solve ---------------------------------------------------------------------------------
 
-def _solve_levels(levels, x, y, a, b, rows, cols, code, p, scale, max_iter, stats):
+def _solve_levels(levels, x, y, a, b, rows, cols, code, p, scale, max_iter, stats, grid=None):
     """Coarsest to finest, each level warm-started from the one above; the certified result.
-    ``max_iter`` (-1: none) is a pivot budget over all levels."""
+    ``max_iter`` (-1: none) is a pivot budget over all levels; ``grid`` (shape, squared lengths
+    per axis) when x = y are the pixels of a grid."""
     tol = REDUCED_COST_TOL * scale
     tree, budget = None, max_iter
     for k in range(len(levels) - 1, -1, -1):
@@ -175,10 +177,10 @@ def _solve_levels(levels, x, y, a, b, rows, cols, code, p, scale, max_iter, stat
         if budget >= 0:
             budget -= stats.pivots[-1]
         if not finished:
-            return _stopped_result(levels, k, tree, x, y, a, b, rows, cols, code, p, scale, max_iter, stats)
+            return _stopped_result(levels, k, tree, x, y, a, b, rows, cols, code, p, scale, max_iter, stats, grid)
     n, m, pi = len(rows), len(cols), tree[2]
     return _certified_result(x, y, a, b, rows, cols, code, p, scale, _support(tree, n, m),
-                             pi[:n], pi[n:n + m], stats)
+                             pi[:n], pi[n:n + m], stats, grid=grid)
 
 
 def _prolong(tree, fine, coarse):
@@ -328,7 +330,7 @@ def _solve_level(level, code, p, tol, keys, warm, stats, budget):
     return (parent, flow, pi, tcost), finished
 
 
-def _stopped_result(levels, k, tree, x, y, a, b, rows, cols, code, p, scale, max_iter, stats):
+def _stopped_result(levels, k, tree, x, y, a, b, rows, cols, code, p, scale, max_iter, stats, grid):
     """The result of a solve whose pivot budget ran out at level k: a feasible plan (the finest
     tree's when it carries no artificial flow, else the north-west corner rule over the finest
     level's order, with the tightest f for g = 0), status MAX_ITER."""
@@ -350,10 +352,29 @@ def _stopped_result(levels, k, tree, x, y, a, b, rows, cols, code, p, scale, max
         f, g = np.empty(n), np.zeros(m)
         _sk.c_transform(x[rows], np.ascontiguousarray(y[cols].T), code, p, g, np.ones(m, np.bool_), f)
         where += "; the plan is the north-west corner rule's on the finest level (feasible, not optimal)"
-    return _certified_result(x, y, a, b, rows, cols, code, p, scale, arcs, f, g, stats, where)
+    return _certified_result(x, y, a, b, rows, cols, code, p, scale, arcs, f, g, stats, where, grid)
 
 
-def _certified_result(x, y, a, b, rows, cols, code, p, scale, arcs, f_sub, g_sub, stats, stopped=None):
+def _c_transform(g, alive, x, y, code, p, grid, which=None):
+    """min over alive j of C(x_i, y_j) - g_j for the points x[which] (all when None): over all
+    pairs from coordinates, or on a grid with squared Euclidean costs one pass per axis
+    (``_sk.min_plus_lines``), which is the same minimum in O(pixels x side)."""
+    if grid is None or code != SQEUCLIDEAN:
+        points = x if which is None else x[which]
+        out = np.empty(len(points))
+        _sk.c_transform(points, np.ascontiguousarray(y.T), code, p, g, alive, out)
+        return out
+    shape, lengths = grid
+    h = np.where(alive, -g, np.inf).reshape(shape)
+    for axis, length in enumerate(lengths):
+        lines = np.ascontiguousarray(np.moveaxis(h, axis, -1))
+        out = np.empty_like(lines)
+        _sk.min_plus_lines(lines.reshape(-1, lines.shape[-1]), length, out.reshape(-1, lines.shape[-1]))
+        h = np.moveaxis(out, -1, axis)
+    return h.ravel() if which is None else h.ravel()[which]
+
+
+def _certified_result(x, y, a, b, rows, cols, code, p, scale, arcs, f_sub, g_sub, stats, stopped=None, grid=None):
     """The OTResult of a plan on the finest level (arcs: its rows, cols, flows, costs) and its
     potentials, with potentials for zero-weight points and the dual violation over all n m
     pairs; status MAX_ITER with the message ``stopped`` when the pivot budget ran out."""
@@ -363,11 +384,8 @@ def _certified_result(x, y, a, b, rows, cols, code, p, scale, arcs, f_sub, g_sub
     f[rows], g[cols] = f_sub, g_sub
     if len(rows) < n or len(cols) < m:  # zero-weight points: the tightest feasible potentials
         dead_x, dead_y = np.flatnonzero(a == 0), np.flatnonzero(b == 0)
-        f_dead, g_dead = np.empty(len(dead_x)), np.empty(len(dead_y))
-        _sk.c_transform(x[dead_x], np.ascontiguousarray(y.T), code, p, g, b > 0, f_dead)
-        f[dead_x] = f_dead
-        _sk.c_transform(y[dead_y], np.ascontiguousarray(x.T), code, p, f, np.ones(n, np.bool_), g_dead)
-        g[dead_y] = g_dead
+        f[dead_x] = _c_transform(g, b > 0, x, y, code, p, grid, dead_x)
+        g[dead_y] = _c_transform(f, np.ones(n, np.bool_), y, x, code, p, grid, dead_y)
     shift = (b @ g - a @ f) / (a.sum() + b.sum())  # normalise so that a.f == b.g
     f, g = f + shift, g - shift
     src, dst, mass, arc_cost = arcs
@@ -380,9 +398,8 @@ def _certified_result(x, y, a, b, rows, cols, code, p, scale, arcs, f_sub, g_sub
     dual_value = float(a @ f + b @ g)
     marginal_error = max(np.abs(np.bincount(i, mass, minlength=n) - a).sum(),
                          np.abs(np.bincount(j, mass, minlength=m) - b).sum())
-    worst = np.empty(n)
-    _sk.row_violations(x, np.ascontiguousarray(y.T), code, p, f, g, worst)
-    violation = float(worst.max())
+    # f_i - min_j (C_ij - g_j) is row i's largest violation of f_i + g_j <= C_ij over all j
+    violation = max(0.0, float(np.max(f - _c_transform(g, np.ones(m, np.bool_), x, y, code, p, grid))))
     stats.seconds["certificate"] += time.perf_counter() - start
     status, message = Status.OPTIMAL, "optimal"
     if stopped is not None:
