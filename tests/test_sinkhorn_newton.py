@@ -133,10 +133,10 @@ def test_newton_keeps_the_potentials_bounded():
         assert np.abs(res.f).max() <= 10 * np.abs(C).max()
 
 
-def test_dense_newton_steps_agree_with_plain(monkeypatch):
-    """n = 64 at reg 1e-4 x max C: CG runs past 2 n iterations, so the next Newton systems are solved
-    by Cholesky (_dense_direction); the result is optimal on its plan and agrees with the CG-only
-    Newton phase (plain Sinkhorn does not finish here in 100,000 iterations)."""
+def test_dense_newton_steps_agree_with_cg(monkeypatch):
+    """n = 64 at reg 1e-4 x max C: the Newton systems are solved by Cholesky (_dense_direction);
+    the result is optimal on its plan and agrees with the CG-only Newton phase (plain Sinkhorn does
+    not finish here in 100,000 iterations)."""
     C = _clouds(64, 0)
     C /= C.max()
     a = np.full(64, 1.0 / 64)
@@ -149,5 +149,131 @@ def test_dense_newton_steps_agree_with_plain(monkeypatch):
     monkeypatch.setattr(_newton, "DENSE_MAX_ROWS", 0)
     cg = otsolve.sinkhorn(C, reg=1e-4)
     assert cg.status == Status.OPTIMAL and res.n_iter < cg.n_iter
+    # both plans are within tol of the solution, whose rows are nearly a permutation at this reg:
+    # their L1 distance is a few tol
     assert np.abs(res.plan - cg.plan).sum() <= 1e-8
     assert abs(res.value - cg.value) <= 1e-9 * abs(cg.value)
+
+
+def _gibbs_certificate(C, a, b, res, reg):
+    """The entropic solution is the one plan of the form a_i b_j exp((f_i + g_j - C_ij) / reg) with
+    marginals a and b: rebuild it from the returned potentials with numpy (no solver code), check
+    that it is the returned plan and that its marginals are within tol."""
+    P = a[:, None] * b[None, :] * np.exp((res.f[:, None] + res.g[None, :] - C) / reg)
+    # 1e-9: the exponent (f + g - C) / reg carries ~1e-16 |C| / reg = 1e-12 relative error at reg
+    # 1e-4 x max C, the solver's plan was scaled from a kept kernel (a few hundred ulps of that)
+    assert np.abs(P - res.plan).sum() <= 1e-9
+    assert _l1(P, a, b) <= 2 * TOL
+
+
+@pytest.mark.parametrize("n, seed", [(64, s) for s in range(3)] + [(128, s) for s in range(3)]
+                         + [(256, 0), (256, 1), (512, 0)])
+def test_small_n_at_reg_1e4_reaches_optimal(n, seed):
+    """The issue's small-n end: reg = 1e-4 x max C, default tol, n = 64..512: optimal, the marginal
+    error recomputed from the returned plan, and the plan certified by its Gibbs form."""
+    C = _clouds(n, seed)
+    C /= C.max()
+    a = np.full(n, 1.0 / n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        res = otsolve.sinkhorn(C, reg=1e-4)
+    assert res.status == Status.OPTIMAL
+    assert _l1(res.plan, a, a) <= 2 * TOL
+    _gibbs_certificate(C, a, a, res, 1e-4)
+
+
+@pytest.mark.parametrize("n", [128, 256])
+def test_dense_newton_agrees_with_plain_at_reg_1e3(n, monkeypatch):
+    """reg = 1e-3 x max C, where plain Sinkhorn (Newton off) finishes too: both at tol 1e-10 give
+    the same plan, value and potentials."""
+    C = _clouds(n, 0)
+    C /= C.max()
+    fast = otsolve.sinkhorn(C, reg=1e-3, tol=1e-10)
+    _plain(monkeypatch)
+    slow = otsolve.sinkhorn(C, reg=1e-3, tol=1e-10, max_iter=100_000)
+    assert fast.status == slow.status == Status.OPTIMAL and fast.n_iter < slow.n_iter
+    assert np.abs(fast.plan - slow.plan).sum() <= 1e-9
+    assert abs(fast.value - slow.value) <= 1e-9 * abs(slow.value)
+    # 1e-8 = 1e-5 reg: rows coupled weakly (condition of the dual Hessian) amplify the marginal
+    # errors (1e-10 x mass) in the potentials
+    assert np.allclose(fast.f, slow.f, rtol=0, atol=1e-8)
+
+
+def test_dense_direction_is_the_newton_step():
+    """At reg 0.1 x max C (no rows nearly decoupled) the Cholesky direction solves the Newton system
+    formed the textbook way, diag(P 1) - P diag(1/b) P^T, solved here by numpy's least squares (its
+    null space, the constants, removed from both)."""
+    rng = np.random.default_rng(5)
+    n, m = 40, 30
+    C = rng.random((n, m))
+    a, b = rng.uniform(0.5, 1.0, n), rng.uniform(0.5, 1.0, m)
+    a, b = a / a.sum(), b / b.sum()
+    reg = 0.1
+    f = 0.01 * rng.normal(size=n)
+    g = -reg * np.log((a[:, None] * np.exp((f[:, None] - C) / reg)).sum(axis=0))  # g = T(f): exact columns
+    P = a[:, None] * b[None, :] * np.exp((f[:, None] + g[None, :] - C) / reg)
+    rows = P.sum(axis=1)
+    err = np.abs(rows - a).sum()
+    prob = _newton.Problem(None, a, b, np.log(a), np.log(b), 1.0 / b, reg, TOL, np.empty((n, m)))
+    point = _newton._Point(f, g, P, np.ones(n), np.ones(m), rows, err, 0.0)  # K = P, u = v = 1
+    d = _newton._dense_direction(prob, point)
+    H = np.diag(rows) - P @ np.diag(1.0 / b) @ P.T
+    expected = np.linalg.lstsq(H, reg * (a - rows), rcond=None)[0]
+    d, expected = d - d.mean(), expected - expected.mean()
+    # the Levenberg-Marquardt term E = LM_DAMPING err diag(P 1) moves the solution by at most
+    # |H^-1| |E| / (1 - |H^-1| |E|) of it, |H^-1| = 1 / the smallest eigenvalue off the constants
+    lam = np.linalg.eigvalsh(H)[1]
+    shift = _newton.LM_DAMPING * err / a.sum() * rows.max() / lam
+    assert 0 < shift < 0.1
+    assert np.linalg.norm(d - expected) <= 2 * shift / (1 - shift) * np.linalg.norm(expected) + 1e-12
+
+
+def test_compiled_softmin_repairs_underflowing_lines():
+    """scaled_lse redoes, in the log domain, the lines whose kernel sums underflow: compared with
+    scipy's logsumexp over the costs (the kernel K was built for potentials far from the h of the
+    call, so most of one row's terms are below 1e-100)."""
+    from scipy.special import logsumexp
+    from otsolve.entropic import _kernels
+    rng = np.random.default_rng(6)
+    n, m, inv_reg = 20, 15, 100.0
+    C = rng.random((n, m))
+    for side, count in ((0, n), (1, m)):
+        hF, hG = np.zeros(n), np.zeros(m)
+        (hF if side == 0 else hG)[4] = -400.0  # line 4 of K is e^-400 x its true size: it underflows
+        K = np.exp(hF[:, None] + hG[None, :] - C * inv_reg)
+        absorbed, other = (hG, hF) if side == 0 else (hF, hG)
+        h = rng.normal(size=m if side == 0 else n)
+        lse = np.zeros(count)
+        done = _kernels.scaled_lse(K, side, h, absorbed, other, 1e-100, lse, C, inv_reg, 0.25)
+        terms = h[None, :] - C * inv_reg if side == 0 else h[:, None] - C * inv_reg
+        assert done == 1 and np.allclose(lse, logsumexp(terms, axis=1 - side), rtol=1e-12, atol=1e-12)
+    hF, hG = np.zeros(n), np.zeros(m)
+    hF[4] = -400.0
+    K = np.exp(hF[:, None] + hG[None, :] - C * inv_reg)
+    h = rng.normal(size=m)
+    lse = np.zeros(n)  # without costs to redo them from: 0, lse untouched
+    assert _kernels.scaled_lse(K, 0, h, hG, hF, 1e-100, lse, np.empty((0, 0)), inv_reg, 0.25) == 0
+    assert not lse.any()
+    hF[:10] = -400.0  # half the rows low: above max_bad, the kernel must be rebuilt (-1)
+    K = np.exp(hF[:, None] + hG[None, :] - C * inv_reg)
+    assert _kernels.scaled_lse(K, 0, h, hG, hF, 1e-100, lse, C, inv_reg, 0.25) == -1
+
+
+def test_longer_steps_only_when_they_lower_the_error(monkeypatch):
+    """_extend doubles an accepted full Newton step only while the error falls and Phi does not:
+    every point it returns is at least as good as the full step, and doubling happens at small reg."""
+    seen = []
+    extend = _newton._extend
+
+    def spy(prob, p, q, d, spread, T_g, max_trials, rounding):
+        r, trials = extend(prob, p, q, d, spread, T_g, max_trials, rounding)
+        seen.append((q.err, q.phi, r.err, r.phi, trials, rounding))
+        return r, trials
+
+    monkeypatch.setattr(_newton, "_extend", spy)
+    C = _clouds(128, 2)
+    C /= C.max()
+    res = otsolve.sinkhorn(C, reg=1e-4)
+    assert res.status == Status.OPTIMAL and seen
+    assert all(r_err <= q_err and r_phi >= q_phi - tiny for q_err, q_phi, r_err, r_phi, _, tiny in seen)
+    assert any(r_err < q_err for q_err, _, r_err, _, _, _ in seen)  # doubled at least once

@@ -100,6 +100,7 @@ exact_pairs = njit(cache=True, parallel=True)(_exact_pairs)
 exact_pairs_serial = njit(cache=True)(_exact_pairs)  # inside Dask tasks: the workers are the parallelism
 
 
+NO_COSTS = np.empty((0, 0))  # scaled_lse without its log-domain repair of low lines (done below)
 FINAL_MAX_ITER = 100  # iterations at the target reg after which a pair leaves the kernel for
                       # otsolve.wasserstein, whose Newton phase (from 30 there) converges where
                       # plain or over-relaxed updates crawl (300 points, reg 0.05 of the mean cost:
@@ -137,7 +138,8 @@ def _softmin(C, K, side, h, inv_reg, lse, kept, hF, hG):
         _square(K, side, h, lse, kept, hF, hG)
     if kept[0] == inv_reg:
         absorbed, other = (hG, hF) if side == 0 else (hF, hG)
-        if entropic_kernels.scaled_lse(K, side, h, absorbed, other, KERNEL_SUM_MIN, lse) == 1:
+        if entropic_kernels.scaled_lse(K, side, h, absorbed, other, KERNEL_SUM_MIN, lse, NO_COSTS, 0.0,
+                                       0.0) == 1:
             return
     if side == 0:
         entropic_kernels.softmin_rows_serial(C, C.shape[0], h, inv_reg, lse, K)

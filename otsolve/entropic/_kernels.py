@@ -257,12 +257,15 @@ def is_symmetric(C):
 
 
 @njit(cache=True, fastmath=FAST)  # sums reordered: the mat-vecs vectorise (inf and NaN kept)
-def scaled_lse(K, side, h, absorbed, other, sum_min, lse):
+def scaled_lse(K, side, h, absorbed, other, sum_min, lse, C, inv_reg, max_bad):
     """lse_i <- log (K w)_i + top - other_i (side 0; K^T w for side 1), w = exp(h - absorbed - top),
     top = max(h - absorbed): the kept-kernel soft-min of a small problem in one call (its numpy
-    form is ten calls of microseconds each). Returns 1 when done, 0 when some sum is below sum_min
-    (lse untouched: the caller redoes those lines), -1 when top is not finite or a sum is above
-    1 / sum_min or NaN."""
+    form is ten calls of microseconds each). Lines whose sum is below sum_min (terms may have
+    underflowed in K) are redone here in the log domain from the costs C at 1 / eps = inv_reg, if
+    they are at most max_bad of all (in numpy that repair cost ten times the mat-vec at reg 1e-4 of
+    the costs, where some line underflows in most passes). Returns 1 when done; 0 when some line
+    needs the repair and C is empty (0 rows; lse untouched, the caller redoes those lines); -1
+    when top is not finite, a sum is above 1 / sum_min or NaN, or more than max_bad lines are low."""
     top = -np.inf
     for j in range(h.shape[0]):
         top = max(top, h[j] - absorbed[j])
@@ -284,16 +287,37 @@ def scaled_lse(K, side, h, absorbed, other, sum_min, lse):
             wi = w[i]
             for j in range(m):
                 r[j] += K[i, j] * wi
-    low = np.inf
+    low = 0
     for i in range(r.shape[0]):
         if not r[i] <= 1.0 / sum_min:
             return -1
-        low = min(low, r[i])
-    if low < sum_min:
+        low += r[i] < sum_min
+    if low and C.shape[0] == 0:
         return 0
+    if low > max_bad * r.shape[0]:
+        return -1
     for i in range(r.shape[0]):
-        lse[i] = np.log(r[i]) + (top - other[i])
+        if r[i] >= sum_min:
+            lse[i] = np.log(r[i]) + (top - other[i])
+        else:
+            lse[i] = _log_line(C, side, i, h, inv_reg)
     return 1
+
+
+@njit(cache=True, fastmath=FAST)
+def _log_line(C, side, i, h, inv_reg):
+    """log sum_k exp(h_k - C_ik inv_reg) over row i of C (side 0) or column i (side 1), shifted
+    by its largest term (-inf for a line of zero weights)."""
+    line = C[i] if side == 0 else C[:, i]
+    top = -np.inf
+    for k in range(line.shape[0]):
+        top = max(top, h[k] - line[k] * inv_reg)
+    if not np.isfinite(top):
+        return top
+    s = 0.0
+    for k in range(line.shape[0]):
+        s += fast_exp(h[k] - line[k] * inv_reg - top)
+    return np.log(s) + top
 
 
 @njit(cache=True, fastmath=FAST)
@@ -307,6 +331,21 @@ def flushed_plan(K, u, v, tiny, P):
         for j in range(m):
             p = ui * row[j] * v[j]
             out[j] = p if p >= tiny else 0.0
+
+
+@njit(cache=True, fastmath=FAST)
+def laplacian_system(W, rows, damping):
+    """W <- L(W) + damping diag(rows) in place, L(W) the Laplacian of the symmetric couplings W
+    (off-diagonal -W_ik, diagonal sum_{k != i} W_ik: no subtraction of nearly equal numbers); a
+    row of no mass gets diagonal 1 (its residual and its step are 0)."""
+    n = W.shape[0]
+    for i in range(n):
+        row, s = W[i], 0.0
+        for k in range(n):
+            if k != i:
+                s += row[k]
+                row[k] = -row[k]
+        row[i] = s + damping * rows[i] if rows[i] > 0.0 else 1.0
 
 
 @njit(cache=True, fastmath=FAST)
@@ -389,14 +428,14 @@ def newton_direction(K, u, v, inv_b, a, rows, reg, tiny, P, forcing, diag_min, c
 
 
 @njit(cache=True, fastmath=FAST)
-def scaled_softmin(K, side, pot, log_w, eps, absorbed, other, sum_min, T):
+def scaled_softmin(K, side, pot, log_w, eps, absorbed, other, sum_min, T, C, max_bad):
     """T <- -eps log sum_j w_j exp((pot_j - C_ij) / eps) by :func:`scaled_lse` with h = log w +
     pot / eps, T on entry giving the shift: the whole soft-min of a small problem in one call
     (in numpy its arithmetic around the mat-vec was four more calls). Returns as scaled_lse; T is
     untouched unless 1."""
     h = log_w + pot / eps
     lse = T / -eps
-    done = scaled_lse(K, side, h, absorbed, other, sum_min, lse)
+    done = scaled_lse(K, side, h, absorbed, other, sum_min, lse, C, 1.0 / eps, max_bad)
     if done == 1:
         for i in range(T.shape[0]):
             T[i] = -eps * lse[i]
@@ -404,23 +443,65 @@ def scaled_softmin(K, side, pot, log_w, eps, absorbed, other, sum_min, T):
 
 
 @njit(cache=True, fastmath=FAST)
-def scaled_iteration(K, hF, hG, f, g, log_a, log_b, a, eps, omega, sum_min, clip, T_f, T_g, f_new, g_new):
+def scaled_iteration(K, hF, hG, f, g, log_a, log_b, a, eps, omega, sum_min, clip, T_f, T_g, f_new, g_new, C,
+                     max_bad):
     """One balanced Sinkhorn iteration at the final eps with the kept kernel (see
     :func:`scaled_softmin`, K_ij = exp(hF_i + hG_j - C_ij / eps)): T_f <- softmin(g), the row error
     of (f, g) (:func:`marginal_error`), f_new = (1 - omega) f + omega T_f, T_g <- softmin(f_new),
     g_new likewise: an iteration of a small problem in one call (in Python it was a dozen calls,
     several times its two mat-vecs). Returns the error, or -1 when a soft-min leaves the kept
     kernel's safe range (T_f, T_g hold finished soft-mins only: the caller redoes the iteration)."""
-    if scaled_softmin(K, 0, g, log_b, eps, hG, hF, sum_min, T_f) != 1:
+    if scaled_softmin(K, 0, g, log_b, eps, hG, hF, sum_min, T_f, C, max_bad) != 1:
         return -1.0
     err = marginal_error(a, f, T_f, eps, clip)
     for i in range(f.shape[0]):
         f_new[i] = T_f[i] if omega == 1.0 else (1.0 - omega) * f[i] + omega * T_f[i]
-    if scaled_softmin(K, 1, f_new, log_a, eps, hF, hG, sum_min, T_g) != 1:
+    if scaled_softmin(K, 1, f_new, log_a, eps, hF, hG, sum_min, T_g, C, max_bad) != 1:
         return -1.0
     for j in range(g.shape[0]):
         g_new[j] = T_g[j] if omega == 1.0 else (1.0 - omega) * g[j] + omega * T_g[j]
     return err
+
+
+@njit(cache=True, fastmath=FAST)
+def newton_point(K, hF, hG, C, f, log_a, log_b, a, b, eps, sum_min, max_bad, drift_max, T_g, u, v, rows):
+    """A trial point of the Newton phase with the kept kernel K_ij = exp(hF_i + hG_j - C_ij / eps):
+    T_g <- softmin(f) (:func:`scaled_softmin`), the plan diag(u) K diag(v) of (f, T_g) (u = a
+    exp(f / eps - hF), v = b exp(T_g / eps - hG), as MatrixCost.plan_operator), its row sums in
+    ``rows``; returns (L1 row error, a.f + b.g, L1 column error), or a row error of -1 when the
+    soft-min fails or a scaling's |log| exceeds drift_max (T_g then may hold the soft-min). One
+    call: in numpy a trial cost ten calls, more than the dense Newton step of n = 64."""
+    if scaled_softmin(K, 1, f, log_a, eps, hF, hG, sum_min, T_g, C, max_bad) != 1:
+        return -1.0, 0.0, 0.0
+    n, m = K.shape
+    inv_reg, drift = 1.0 / eps, 0.0
+    for i in range(n):
+        if log_a[i] > -np.inf:  # zero weights aside: their lines of the plan are 0
+            drift = max(drift, abs(f[i] * inv_reg - hF[i]))
+    for j in range(m):
+        if log_b[j] > -np.inf:
+            drift = max(drift, abs(T_g[j] * inv_reg - hG[j]))
+    if not drift <= drift_max:
+        return -1.0, 0.0, 0.0
+    for i in range(n):
+        u[i] = np.exp(log_a[i] + f[i] * inv_reg - hF[i])
+    for j in range(m):
+        v[j] = np.exp(log_b[j] + T_g[j] * inv_reg - hG[j])
+    cols = np.zeros(m)
+    err, phi = 0.0, 0.0
+    for i in range(n):
+        row, ui, s = K[i], u[i], 0.0
+        for j in range(m):
+            s += row[j] * v[j]
+            cols[j] += ui * row[j]
+        rows[i] = ui * s
+        err += abs(rows[i] - a[i])
+        phi += a[i] * f[i]
+    col_err = 0.0
+    for j in range(m):
+        col_err += abs(v[j] * cols[j] - b[j])
+        phi += b[j] * T_g[j]
+    return err, phi, col_err
 
 
 @njit(cache=True, fastmath=FAST)

@@ -12,9 +12,12 @@ down to BACKTRACK_MIN) or, within the rounding of Phi, lower the marginal error;
 (over-relaxed) Sinkhorn steps of the caller take over, and Newton is tried again after twice as
 many of them as the last time. Work is counted in Sinkhorn iterations: a CG iteration (two
 mat-vecs) and a trial point (a soft-min and a mat-vec) count one each, so max_iter bounds the
-work as it does for plain Sinkhorn. On small problems, once CG needed more than twice the dimension
-in iterations (rounding then rules it), the Newton systems are solved by Cholesky instead; such a
-step counts n / 16 (see :func:`_dense_work`).
+work as it does for plain Sinkhorn. On small problems (DENSE_MAX_ROWS), once CG needs more work than
+a direct solve, the Newton systems are solved by Cholesky instead, damped as Levenberg-Marquardt
+does; such a step counts n / 16 (see :func:`_dense_work`). Near the solution at small reg the error
+then falls by a factor of about 3 per step, not quadratically: blocks of rows coupled only by tails
+of the plan need moves of a few reg, where the quadratic model of the exponentials holds for about
+one reg at a time.
 """
 from __future__ import annotations
 
@@ -22,13 +25,16 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-import scipy.linalg
+import scipy.linalg.lapack
 
 from . import sinkhorn as _sk
-from ._kernels import flushed_plan, newton_direction
+from ._kernels import flushed_plan, laplacian_system, newton_direction
 
 NEWTON_AFTER = 30      # plain iterations at the final reg first: easy problems finish there, and
                        # Newton's quadratic model is poor far from the solution
+START_ERR = 1e-2       # Newton starts once the error is below this times the mass (or after twice the
+                       # wait): from 0.03-0.2 (30 plain steps at reg 1e-4 x max C) three Newton
+                       # steps did not halve it, plain steps reach 1e-2 in a few dozen
 CG_MAX = 300           # conjugate-gradient iterations per Newton step at most (truncated Newton:
                        # any CG iterate is an ascent direction)
 FORCING_MAX = 0.1      # CG stops at a relative residual min(FORCING_MAX, sqrt(err / mass))
@@ -43,11 +49,16 @@ COLUMN_SLACK = 0.1     # the columns of a Newton point must be exact to this fra
 PLAN_MAX_PAIRS = 2**22  # up to this size CG runs on the plan itself, entries below PLAN_TINY x the
 PLAN_TINY = 1e-100      # mass flushed to 0 (products of two stay far from subnormal: those cost
                         # 2-3x per operation); above PLAN_MAX_PAIRS, on the kept kernel
-DENSE_MAX_ROWS = 128   # up to this many rows, once CG needed more than DENSE_AFTER x n iterations,
-DENSE_AFTER = 2.0      # the Newton system is solved directly (Cholesky of the formed Hessian): CG
-                       # needs hundreds of iterations at small reg (300 at n = 64, reg 1e-4 x max C,
-                       # near the solution); above 128 rows forming the Hessian cost more
+DENSE_MAX_ROWS = 512   # up to this many rows, once a CG solve needed DENSE_AFTER x the work of a
+DENSE_AFTER = 2.0      # dense step, the Newton systems are solved directly (Cholesky of the formed
+                       # Hessian, ~1 ms at 256 rows): CG needs hundreds of iterations per step at
+                       # reg 1e-4 x max C (300 at n = 64 near the solution), a few at 1e-2
 DENSE_SPEEDUP = 8.0    # BLAS-3 products against the mat-vecs of an iteration, flop for flop
+LM_DAMPING = 1e-2      # the dense system gets LM_DAMPING x (err / mass) x diag(P 1) added
+                       # (Levenberg-Marquardt, damping proportional to the residual: Yamashita and
+                       # Fukushima 2001): blocks of rows coupled below rounding otherwise get steps
+                       # of thousands of reg from the rounding of their residuals (measured at
+                       # n = 64, reg 1e-4 x max C: no progress); 1e-4 .. 1 needed as many steps
 STEP_MAX = 20.0        # a step moves f by at most this many reg (spread of d): the plan changes by
                        # e^20 at most, the quadratic model says nothing about larger moves (CG's
                        # iterates can be huge along near-null modes: nearly uncoupled points)
@@ -87,6 +98,11 @@ def available(cost, reg_m, tol):
 
 def _point(prob, f, T_g):
     """g = T(f) and the plan operator at (f, g); None if no kernel fits."""
+    fast = prob.cost.compiled_point(f, prob.log_a, prob.log_b, prob.a, prob.b, prob.reg, T_g)
+    if fast is not None:
+        K, u, v, rows, err, phi, col_err = fast
+        if col_err <= COLUMN_SLACK * prob.tol_mass and math.isfinite(err) and math.isfinite(phi):
+            return _Point(f, T_g.copy(), K, u, v, rows, err, phi)
     _sk._softmin(prob.cost, 1, f, prob.log_a, prob.reg, T_g)
     g = T_g.copy()
     op = prob.cost.plan_operator(f, g, prob.log_a, prob.log_b, 1.0 / prob.reg)
@@ -108,12 +124,12 @@ def _point(prob, f, T_g):
 
 
 def _direction(prob, p, forcing, cg_max, dense):
-    """Preconditioned CG on (diag(P 1) - P diag(1/b) P^T) d = eps (a - P 1), or with ``dense`` (and
-    at most DENSE_MAX_ROWS rows) Cholesky; (d, iterations of work)."""
+    """The Newton direction: with ``dense`` (and a plan buffer) by Cholesky (:func:`_dense_direction`),
+    else (or if that fails) preconditioned CG on (diag(P 1) - P diag(1/b) P^T) d = eps (a - P 1);
+    (d, iterations of work)."""
     rows = p.rows
-    if dense and prob.plan.size and len(rows) <= DENSE_MAX_ROWS and _dense_work(len(rows)) <= cg_max:
-        flushed_plan(p.K, p.u, p.v, PLAN_TINY * prob.a.sum(), prob.plan)
-        d = _dense_direction(prob, rows)
+    if dense and prob.plan.size and _dense_work(len(rows)) <= cg_max:
+        d = _dense_direction(prob, p)
         if d is not None:
             return d, _dense_work(len(rows))
     x = np.empty(len(rows))
@@ -128,32 +144,35 @@ def _dense_work(n):
     return max(1, int(math.ceil(n / (2.0 * DENSE_SPEEDUP))))
 
 
-def _dense_direction(prob, rows):
-    """The Newton system solved by Cholesky on the formed Hessian M = diag(P 1) - P diag(1/b) P^T
-    (plus mean(P 1) 1 1^T / n, which removes its null space, the constants, and leaves the solution
-    orthogonal to them); None if M is not numerically positive definite (CG then runs)."""
-    P = prob.plan
-    n = len(rows)
-    M = (P * prob.inv_b) @ P.T
-    np.negative(M, out=M)
-    M.flat[::n + 1] += np.where(rows > 0, rows, 1.0)  # zero-weight rows: d_i = 0 (their residual is)
-    M += rows.mean() / n
-    try:
-        factor = scipy.linalg.cho_factor(M, overwrite_a=True, check_finite=False)
-    except np.linalg.LinAlgError:
+def _dense_direction(prob, p):
+    """The Newton system solved by Cholesky on the formed Hessian M = diag(P 1) - P diag(1/b) P^T,
+    written as the Laplacian of the couplings W = P diag(1/b) P^T (its diagonal the sum of the
+    other couplings of the row, equal to P 1 - W_ii while the columns are exact: the subtraction
+    lost every digit of rows nearly decoupled at small reg, and Cholesky then failed), damped by
+    LM_DAMPING (err / mass) diag(P 1), which also removes the null space (the constants); None if
+    Cholesky fails (CG then runs)."""
+    S = prob.plan  # S = P diag(1/b)^(1/2), so that W = S S^T
+    flushed_plan(p.K, p.u, p.v * np.sqrt(prob.inv_b), PLAN_TINY * prob.a.sum(), S)
+    M = S @ S.T
+    laplacian_system(M, p.rows, LM_DAMPING * p.err / prob.a.sum())
+    # M is symmetric: M.T is the same matrix in Fortran order, factored in place without a copy
+    factor, info = scipy.linalg.lapack.dpotrf(M.T, overwrite_a=True, clean=False)
+    if info != 0:
         return None
-    d = scipy.linalg.cho_solve(factor, prob.reg * (prob.a - rows), check_finite=False)
-    return d if np.isfinite(d).all() else None
+    d, info = scipy.linalg.lapack.dpotrs(factor, prob.reg * (prob.a - p.rows))
+    return d if info == 0 and np.isfinite(d).all() else None
 
 
 def _line_search(prob, p, d, T_g, max_trials):
     """The first of steps 1, 1/2, ... >= BACKTRACK_MIN that is accepted (None if none of the first
-    ``max_trials`` is), and the trials made."""
+    ``max_trials`` is), then, from a full step, steps 2, 4, ... while they lower the error and do not
+    lower Phi (:func:`_extend`); and the trials made."""
     d = d - (prob.a @ d) / prob.a.sum()  # constants are the Hessian's null space: CG drifts
     # along them by rounding (f reached 1e8 at reg 0.5, leaving 8 digits); a.f stays put instead
     spread = float(d.max() - d.min())
     if spread > STEP_MAX * prob.reg:
         d = d * (STEP_MAX * prob.reg / spread)
+        spread = STEP_MAX * prob.reg
     slope = float((prob.a - p.rows) @ d)
     rounding = PHI_ULPS * np.finfo(float).eps * (prob.a @ np.abs(p.f) + prob.b @ np.abs(p.g))
     t, trials = 1.0, 0
@@ -164,9 +183,28 @@ def _line_search(prob, p, d, T_g, max_trials):
             return None, trials
         gain = q.phi - p.phi
         if gain >= ARMIJO * t * slope and gain > rounding or (q.err < p.err and gain >= -rounding):
-            return q, trials
+            if t < 1.0:
+                return q, trials
+            return _extend(prob, p, q, d, spread, T_g, max_trials - trials, rounding)
         t *= 0.5
     return None, trials
+
+
+def _extend(prob, p, q, d, spread, T_g, max_trials, rounding):
+    """From the accepted full step q = p + d: steps 2, 4, ... (moving f by at most STEP_MAX reg) as
+    long as each lowers the error and keeps Phi; (the last such point, trials including the first).
+    Near the solution at small reg the damped Newton step moves the rows coupled only by tails of
+    the plan by a few reg, and the error falls ~3x; twice that step lowered it ~2x more (n = 256,
+    reg 1e-4 x max C, every step of a run), for a trial, a tenth of a dense step's cost."""
+    trials, t = 1, 1.0
+    while trials <= max_trials and 2.0 * t * spread <= STEP_MAX * prob.reg:
+        trials += 1
+        r = _point(prob, p.f + 2.0 * t * d, T_g)
+        if r is None or not (r.err < q.err and r.phi >= q.phi - rounding):
+            T_g[:] = q.g  # the shift of the next soft-min: the accepted point's
+            break
+        q, t = r, 2.0 * t
+    return q, trials
 
 
 class Outcome(NamedTuple):
@@ -191,13 +229,18 @@ def newton(cost, a, b, f, reg, tol, budget, floor):
     p, work = _point(prob, f, T_g), 1
     if p is None:
         return Outcome(f, T_g.copy(), work, False, False, True)
+    # small problems: CG first (a few iterations a step at moderate reg), Cholesky from the first
+    # step whose CG needed DENSE_AFTER times the work of a dense step (its iterate is still used)
     best, stalled, dense = p, 0, False
+    small = len(a) <= DENSE_MAX_ROWS and plan.size > 0
     while p.err > tol * mass and work + 2 <= budget:  # one CG iteration and one trial at least
         if floor.reached(p.err, p.f, p.g):
             return Outcome(best.f, best.g, work, False, True, False)
-        d, k = _direction(prob, p, min(FORCING_MAX, math.sqrt(p.err / mass)), min(CG_MAX, budget - work - 1),
-                          dense)
-        dense = dense or k > DENSE_AFTER * len(a)
+        cg_max = min(CG_MAX, budget - work - 1)
+        if small and not dense:
+            cg_max = min(cg_max, int(DENSE_AFTER * _dense_work(len(a))))
+        d, k = _direction(prob, p, min(FORCING_MAX, math.sqrt(p.err / mass)), cg_max, dense)
+        dense = small and (dense or k >= cg_max)
         q, trials = _line_search(prob, p, d, T_g, budget - work - k)
         work += k + trials
         if q is None or stalled + 1 >= PROGRESS_STEPS and q.err > PROGRESS_GAIN * best.err:

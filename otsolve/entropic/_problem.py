@@ -74,7 +74,7 @@ class MatrixCost:
             return False
         absorbed, other = (self.hG, self.hF) if side == 0 else (self.hF, self.hG)
         return _kernels.scaled_softmin(self.K, side, pot, log_w, eps, absorbed, other, KERNEL_SUM_MIN,
-                                       T) == 1
+                                       T, self.C, MAX_BAD_LINES) == 1
 
     def compiled_iteration(self, f, g, log_a, log_b, a, eps, omega, clip, T_f, T_g):
         """A balanced iteration (row error of (f, g), then (f, g) updated with relaxation omega) by
@@ -84,8 +84,20 @@ class MatrixCost:
             return None
         f_new, g_new = np.empty_like(f), np.empty_like(g)
         err = _kernels.scaled_iteration(self.K, self.hF, self.hG, f, g, log_a, log_b, a, eps, omega,
-                                        KERNEL_SUM_MIN, clip, T_f, T_g, f_new, g_new)
+                                        KERNEL_SUM_MIN, clip, T_f, T_g, f_new, g_new, self.C, MAX_BAD_LINES)
         return None if err < 0.0 else (err, f_new, g_new)
+
+    def compiled_point(self, f, log_a, log_b, a, b, eps, T_g):
+        """g = T(f) into T_g and the plan operator, row sums and errors of (f, g) in one compiled call
+        (:func:`_kernels.newton_point`) under the conditions of :meth:`compiled_softmin`: (K, u, v,
+        rows, row error, a.f + b.g, column error), or None (the caller takes the general path)."""
+        if self.K is None or self.K.size > COMPILED_MAX_PAIRS or 1.0 / eps != self.inv_reg:
+            return None
+        u, v, rows = np.empty(self.shape[0]), np.empty(self.shape[1]), np.empty(self.shape[0])
+        err, phi, col_err = _kernels.newton_point(self.K, self.hF, self.hG, self.C, f, log_a, log_b, a, b,
+                                                  eps, KERNEL_SUM_MIN, MAX_BAD_LINES, PLAN_SCALING_MAX, T_g,
+                                                  u, v, rows)
+        return None if err < 0.0 else (self.K, u, v, rows, err, phi, col_err)
 
     def _absorb(self, side, h, h_other, inv_reg):
         """Record the potentials and eps of K: h on the side summed over, h_other on the other;
@@ -98,12 +110,12 @@ class MatrixCost:
         """lse_i <- log sum_j exp(h_j - C_ij / eps) = log (K w)_i - hF_i + top, w = exp(h - hG
         - top) (side 0; side 1 is the same with K^T). Lines where the mat-vec could lose terms to
         underflow (zero-weight ones among them: their kernel lines are 0) are redone in the log
-        domain; if there are many, or an overflow, False and lse untouched."""
+        domain (small problems: in the same compiled call); if there are many, or an overflow,
+        False and lse untouched."""
         absorbed, other = (self.hG, self.hF) if side == 0 else (self.hF, self.hG)
         if self.K.size <= COMPILED_MAX_PAIRS:
-            done = _kernels.scaled_lse(self.K, side, h, absorbed, other, KERNEL_SUM_MIN, lse)
-            if done != 0:
-                return done == 1
+            return _kernels.scaled_lse(self.K, side, h, absorbed, other, KERNEL_SUM_MIN, lse, self.C,
+                                       self.inv_reg, MAX_BAD_LINES) == 1
         d = h - absorbed
         top = d.max()
         if not np.isfinite(top):
@@ -222,6 +234,10 @@ class PointCost:
         if self.dense is None:
             return None
         return self.dense.compiled_iteration(f, g, log_a, log_b, a, eps, omega, clip, T_f, T_g)
+
+    def compiled_point(self, f, log_a, log_b, a, b, eps, T_g):
+        """As :meth:`MatrixCost.compiled_point` on the dense matrix; None without one."""
+        return None if self.dense is None else self.dense.compiled_point(f, log_a, log_b, a, b, eps, T_g)
 
     def softmin(self, side, h, inv_reg, lse):
         if self.dense is not None:

@@ -187,7 +187,10 @@ def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None, omeg
         k = _damping(eps, reg_m)
         while n_iter < max_iter:
             at = eps
-            if final and n_iter >= newton_at:  # slow so far: Newton steps (see _newton)
+            ready = err <= _newton.START_ERR * mass or n_iter >= newton_at + wait
+            if final and n_iter >= newton_at and ready:
+                # slow so far: Newton steps (see _newton), once the error is small or after as many
+                # plain steps again
                 out = _newton.newton(cost, a, b, f, reg, tol, max_iter - n_iter, floor)
                 n_iter += out.work
                 if not out.gave_up:
