@@ -102,7 +102,7 @@ def test_tiny_run_writes_report_json_and_plots(tmp_path):
               out=str(tmp_path), progress=False)
     for name in ("report.md", "results.json", "time_vs_size_clouds.png", "accuracy_vs_time.png"):
         assert (tmp_path / name).is_file(), name
-    assert not (tmp_path / "results.partial.json").exists()  # the runs saved as they came: gone once done
+    assert not (tmp_path / "results.partial.jsonl").exists()  # the runs saved as they came: gone once done
     for png in tmp_path.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((tmp_path / "results.json").read_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import math
 import numbers
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -160,6 +161,8 @@ def run(suite="quick", solvers=None, problems=None, sizes=None, out="bench_out",
     chosen = _choose_problems(suite, problems, sizes) if want_generated else []
     settings = SUITES[suite]
     instances = list(_instances(suite, chosen, sizes, dotmark, seed, want_generated))
+    if out is not None and os.path.exists(os.path.join(out, "results.partial.jsonl")):
+        os.remove(os.path.join(out, "results.partial.jsonl"))  # a stopped run's: this one appends anew
     total = len(instances) * len(chosen_solvers)
     bar = _bar(total, progress)
     runs, slow, seen, started = [], {}, set(), time.perf_counter()
@@ -183,7 +186,7 @@ def run(suite="quick", solvers=None, problems=None, sizes=None, out="bench_out",
             seen.add(solver.name)
             runs.append(_record(problem, solver, record, refs[solver.objective]))
             if out is not None:  # a long suite stopped half-way keeps what it measured
-                _save_partial(out, runs, skipped)
+                _save_partial(out, runs[-1])
             if record["time_s"] > settings["slow_s"]:  # the median: a first call may compile
                 slow[key] = (problem.size, record["time_s"])
             bar.update()
@@ -201,13 +204,14 @@ def run(suite="quick", solvers=None, problems=None, sizes=None, out="bench_out",
     return result
 
 
-def _save_partial(out, runs, skipped):
+def _save_partial(out, record):
+    """Append one run to ``out``/results.partial.jsonl (a JSON line each: no rewrite of the runs
+    before it)."""
     import json
-    import os
     from .report import _clean
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "results.partial.json"), "w") as fh:
-        json.dump(_clean(dict(runs=runs, skipped=skipped)), fh)
+    with open(os.path.join(out, "results.partial.jsonl"), "a") as fh:
+        fh.write(json.dumps(_clean(record)) + "\n")
 
 
 def _bar(total, progress):
@@ -249,7 +253,6 @@ def _ratios(runs):
 
 def machine_info() -> dict:
     """Machine and library versions, for the report."""
-    import os
     import platform
     import importlib.metadata as md
     import numba

@@ -161,7 +161,7 @@ def write_report(result, out) -> dict:
     files = {"json": os.path.join(out, "results.json"), "report": os.path.join(out, "report.md")}
     with open(files["json"], "w") as fh:
         json.dump(_clean(dict(meta=meta, runs=runs, skipped=result.skipped)), fh, indent=1)
-    partial = os.path.join(out, "results.partial.json")  # the runs saved as they came (harness.run)
+    partial = os.path.join(out, "results.partial.jsonl")  # the runs saved as they came (harness.run)
     if os.path.exists(partial):
         os.remove(partial)
     fits = scaling(runs)
