@@ -289,21 +289,23 @@ def test_relaxation_backs_off_when_the_plan_loses_its_mass():
     assert relax.cap == pytest.approx(1.0 + 0.9 * (omega - 1.0))  # w - 1 backs off by 10%
 
 
-def test_relaxation_started_relaxed_falls_back_to_its_first_iterate():
-    """The truncated cascade starts a level at the over-relaxation the coarser level reached: if
-    the error then grows, the level's first iterate comes back and the steps go plain."""
+def test_relaxation_hint_is_taken_at_the_first_raise():
+    """A hint (the factor a coarser level reached) leaves the first window plain, then the first
+    raise goes to the hint, not to the window's estimate; a window that asks for no raise keeps it."""
     ls = importlib.import_module("otsolve.entropic.sinkhorn")
-    relax, f, g = ls._Relaxation(mass=1.0, omega=1.6), np.zeros(3), np.ones(3)
-    assert relax.update(0.01, f + 1.0, g) is None and relax.omega == 1.6
-    assert relax.update(0.5, f + 2.0, g) is None  # within the guard (100x the first error, 0.9 mass)
-    restored = relax.update(0.95, f + 3.0, g)
-    assert restored is not None and np.allclose(restored[0], f + 1.0) and relax.omega == 1.0
-    assert relax.cap == pytest.approx(1.0 + 0.9 * 0.6) and relax.peak == 1.6
+    f, g = np.zeros(3), np.ones(3)
+    for hint, mu, expected in ((1.6, 0.5, 1.6), (1.0, 0.5, 2.0 / (1.0 + math.sqrt(0.5))), (1.6, 1e-3, 1.0)):
+        relax = ls._Relaxation(mass=1.0, hint=hint)
+        for k in range(ls.RELAX_SPAN):
+            assert relax.update(mu ** k, f + k, g) is None and relax.omega == 1.0
+        assert relax.update(mu ** ls.RELAX_SPAN, f + ls.RELAX_SPAN, g) is None
+        assert relax.omega == pytest.approx(expected) and relax.peak == pytest.approx(expected)
+        assert np.allclose(relax.saved[1], f + ls.RELAX_SPAN) if expected > 1.0 else relax.saved is None
 
 
 def test_truncated_cascade_passes_the_coarse_relaxation_on(monkeypatch):
-    """Each finer level of sinkhorn_points' truncated cascade starts at the largest over-relaxation
-    of the levels before it (it needed 35 instead of 26 iterations to ramp up again at n = 2e4)."""
+    """Each finer level of sinkhorn_points' truncated cascade is handed the largest over-relaxation
+    of the levels before it as its hint (it needed 35 instead of 30 iterations to ramp up again at n = 2e4)."""
     ls = importlib.import_module("otsolve.entropic.sinkhorn")
     started, iterate = [], ls._iterate
     def spy(*args, omega=1.0, **kwargs):

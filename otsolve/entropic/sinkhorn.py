@@ -128,18 +128,18 @@ class _Relaxation:
     w = 1 with its cap on w - 1 shrunk by RELAX_BACKOFF: far from the solution the contraction
     read off the error can mislead (measured on 80 problems at reg 1e-4 .. 1e-2 of the costs:
     a factor 0.9 needed half the iterations of 0.5 and none failed). Plain steps also finish
-    the run, so that the columns of the plan are exact."""
+    the run, so that the columns of the plan are exact. ``hint``: a factor a coarser solve of the
+    same clouds reached; the first raise goes at least that far instead of climbing again window by
+    window (n = 2e4 Gaussian clouds, finest level: 35 plain, 30 with the hint)."""
 
-    def __init__(self, mass, omega=1.0):
-        self.omega, self.cap, self.history, self.saved, self.since = omega, RELAX_MAX, [], None, 0
-        self.mass, self.peak = mass, omega
+    def __init__(self, mass, hint=1.0):
+        self.omega, self.cap, self.history, self.saved, self.since = 1.0, RELAX_MAX, [], None, 0
+        self.mass, self.peak, self.hint = mass, 1.0, hint
 
     def update(self, err, f, g):
         """Record the error of (f, g); return a pair (f, g) to restore, or None."""
         self.history.append(err)
         self.since += 1
-        if self.saved is None and self.omega > 1.0:  # started relaxed: the first iterate is the fallback
-            self.saved = (err, f.copy(), g.copy())
         if self.omega > 1.0 and not err <= self._guard():
             self.cap = 1.0 + RELAX_BACKOFF * (self.omega - 1.0)
             self.omega, self.history, self.since = 1.0, [self.saved[0]], 0
@@ -154,6 +154,7 @@ class _Relaxation:
             theta = min((mu + w - 1.0) ** 2 / (mu * w * w), 1.0)
             w_new = min(2.0 / (1.0 + math.sqrt(1.0 - theta)), self.cap)
             if w_new > w * (1.0 + RELAX_STEP):
+                w_new, self.hint = max(w_new, min(self.hint, self.cap)), 1.0
                 self.omega, self.saved, self.since = w_new, (err, f.copy(), g.copy()), 0
                 self.peak = max(self.peak, w_new)
         return None
@@ -170,8 +171,8 @@ class _Relaxation:
 def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None, omega=1.0):
     """Alternating log-domain updates f = k T(g), g = k T(f), k = reg_m / (reg_m + eps),
     from the potentials ``init`` (default zero), until the row error is below tol times the
-    mass of a, the precision floor, or max_iter; over-relaxed from ``omega`` at the final reg.
-    Returns a :class:`_Run`."""
+    mass of a, the precision floor, or max_iter; over-relaxed at the final reg, from the first
+    raise of the factor on by at least ``omega`` (see :class:`_Relaxation`). Returns a :class:`_Run`."""
     log_a, log_b = _log(a), _log(b)
     f, g = (np.zeros(len(a)), np.zeros(len(b))) if init is None else init
     T_f, T_g = f.copy(), g.copy()
@@ -581,6 +582,8 @@ def _truncated_run(full, a, b, reg, tol, max_iter, eps_scaling):
     run = _iterate(coarse, ac, bc, reg, math.inf, tol, max_iter, eps_scaling)
     f, g, n_iter = run.f + coarse.offset, run.g, run.n_iter  # potentials of C (balanced: the offset moves f)
     omega = run.omega  # the slowest mode's contraction is the clouds', read off the coarse solve
+    # (a level starts plain all the same: the local errors of the prolongation are fast modes, which
+    # a factor w damps only by w - 1 a step; uniform clouds, n = 1e5: 16 plain iterations, 43 relaxed)
     for ((xc, ac, _), (yc, bc, _)), ((x, a_l, up_x), (y, b_l, up_y)) in zip(levels, levels[1:]):
         f_next = _truncated.parent_guess(f, up_x)  # guesses of the soft-mins below (NaN: none)
         g_next = _truncated.parent_guess(g, up_y)
