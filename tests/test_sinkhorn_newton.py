@@ -1,10 +1,12 @@
 """Issue 16: Sinkhorn at small reg (the Newton phase of otsolve/entropic/_newton.py). Marginal errors
 are recomputed here from the returned plans with numpy; plain Sinkhorn is the same solver with the
 Newton phase switched off."""
+import importlib
 import warnings
 
 import numpy as np
 import pytest
+import scipy.optimize
 
 import otsolve
 from otsolve import ConvergenceWarning, Status
@@ -159,7 +161,9 @@ def _gibbs_certificate(C, a, b, res, reg):
     """The entropic solution is the one plan of the form a_i b_j exp((f_i + g_j - C_ij) / reg) with
     marginals a and b: rebuild it from the returned potentials with numpy (no solver code), check
     that it is the returned plan and that its marginals are within tol."""
-    P = a[:, None] * b[None, :] * np.exp((res.f[:, None] + res.g[None, :] - C) / reg)
+    w = a[:, None] * b[None, :]
+    with np.errstate(over="ignore", invalid="ignore"):  # zero weights: no mass, whatever their potentials
+        P = np.where(w > 0, w * np.exp((res.f[:, None] + res.g[None, :] - C) / reg), 0.0)
     # 1e-9: the exponent (f + g - C) / reg carries ~1e-16 |C| / reg = 1e-12 relative error at reg
     # 1e-4 x max C, the solver's plan was scaled from a kept kernel (a few hundred ulps of that)
     assert np.abs(P - res.plan).sum() <= 1e-9
@@ -277,3 +281,53 @@ def test_longer_steps_only_when_they_lower_the_error(monkeypatch):
     assert res.status == Status.OPTIMAL and seen
     assert all(r_err <= q_err and r_phi >= q_phi - tiny for q_err, q_phi, r_err, r_phi, _, tiny in seen)
     assert any(r_err < q_err for q_err, _, r_err, _, _, _ in seen)  # doubled at least once
+
+
+def _weighted_problem(seed):
+    """n != m, weights with zeros; odd seeds round the points to a grid (costs with many ties)."""
+    rng = np.random.default_rng(seed)
+    n, m = 40 + 13 * seed, 31 + 7 * seed
+    x, y = rng.normal(size=(n, 2)), rng.normal(size=(m, 2)) + 1.0
+    if seed % 2:
+        x, y = np.round(2.0 * x), np.round(2.0 * y)
+    C = ((x[:, None, :] - y[None, :, :]) ** 2).sum(axis=2)
+    a, b = rng.random(n) * (rng.random(n) > 0.2), rng.random(m) * (rng.random(m) > 0.2)
+    return C, a / a.sum(), b / b.sum()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_exact_start_agrees_with_the_annealed_run(seed, monkeypatch):
+    """Small problems at small reg start from the exact solution's potentials instead of annealing:
+    the same plan and value as the annealed run (at 1e-3 x max C both finish), and the plan is
+    certified by its Gibbs form."""
+    sk = importlib.import_module("otsolve.entropic.sinkhorn")
+    C, a, b = _weighted_problem(seed)
+    reg = 1e-3 * C.max()
+    starts, exact_start = [], sk._exact_start
+    monkeypatch.setattr(sk, "_exact_start", lambda *args: starts.append(exact_start(*args)) or starts[-1])
+    warm = otsolve.sinkhorn(C, a, b, reg=reg, tol=1e-11)
+    assert len(starts) == 1 and starts[0] is not None
+    monkeypatch.setattr(sk, "WARM_MAX_PAIRS", 0)
+    annealed = otsolve.sinkhorn(C, a, b, reg=reg, tol=1e-11)
+    assert warm.status == annealed.status == Status.OPTIMAL
+    assert np.abs(warm.plan - annealed.plan).sum() <= 1e-9
+    assert abs(warm.value - annealed.value) <= 1e-10 * abs(annealed.value)
+    _gibbs_certificate(C, a, b, warm, reg)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_exact_start_reaches_optimal_at_reg_1e5(seed):
+    """reg = 1e-5 x max C, close to exact OT (the annealed run needed more than max_iter on some of
+    these): optimal with default settings, certified by the Gibbs form, its linear value within
+    reg x (log n + log m) of the exact optimum (the entropic bias bound, with HiGHS as the oracle)."""
+    C, a, b = _weighted_problem(seed)
+    reg = 1e-5 * C.max()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        res = otsolve.sinkhorn(C, a, b, reg=reg)
+    assert res.status == Status.OPTIMAL
+    _gibbs_certificate(C, a, b, res, reg)
+    lp = scipy.optimize.linprog(C.ravel(), A_eq=np.vstack([np.kron(np.eye(len(a)), np.ones(len(b))),
+                                                           np.kron(np.ones(len(a)), np.eye(len(b)))]),
+                                b_eq=np.concatenate([a, b]), bounds=(0, None), method="highs")
+    assert lp.fun <= res.value_linear + 1e-12 and res.value_linear - lp.fun <= reg * np.log(len(a) * len(b))

@@ -12,6 +12,7 @@ from scipy.special import logsumexp
 from .._costs import check_cost_range, cost_code
 from .._result import ConvergenceWarning, OTResult, Status
 from .._threads import threads_for
+from ..lp.network_simplex import exact
 from .._validation import (check_balanced, check_count, check_entropic_masses, check_point_clouds,
                            check_positive, check_problem, check_weights)
 from . import _newton, _truncated
@@ -37,6 +38,10 @@ LADDER_MIN_RATIO = 256.0  # alternating Sinkhorn anneals only when reg is below 
                           # over this: above it plain iterations from zero need as many or fewer
                           # (2-D clouds, n = 64..1000: 16 against 20 at 1/32, 41 against 48 at 1/200;
                           # 136 against 96 at 1/1000)
+WARM_MAX_PAIRS = 512 * 512  # up to this many pairs (and the rows of a dense Newton step) a run that would
+                         # anneal starts instead from the exact solution's potentials (reg -> 0):
+                         # 2-D clouds at reg 1e-4 x max C, n = 64..512, exact solve included,
+                         # 0.45-0.75x the time of annealing; at n = 1000 (CG Newton steps) it stalled
 SANITY = 10.0            # a converged run whose evaluated plan misses its marginals by more than
                          # this times tol (plus the floor) is a NUMERICAL_ERROR
 
@@ -277,6 +282,32 @@ def _close(cost, a, b, f, reg, reg_m, T_g):
     return _damping(reg, reg_m) * T_g
 
 
+def _solve(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, symmetric):
+    """The run of :func:`sinkhorn` and :func:`sinkhorn_points` (untruncated): averaged updates on
+    a symmetric problem, else alternating ones, annealed or started at the exact solution."""
+    if symmetric:
+        return _iterate_symmetric(cost, a, reg, tol, max_iter, eps_scaling)
+    init = _exact_start(cost, a, b, reg, reg_m, tol) if eps_scaling else None
+    return _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling and init is None, init)
+
+
+def _exact_start(cost, a, b, reg, reg_m, tol):
+    """Potentials of the exact (reg -> 0) solution, in the frame of the costs the kernels read, for
+    a small balanced problem at a reg the annealing would start far above (its Newton phase then
+    finishes from them: entropic potentials differ from exact ones by O(reg log n)); else None."""
+    matrix = getattr(cost, "dense", cost)
+    n, m = cost.shape
+    if not (_newton.available(cost, reg_m, tol) and n <= _newton.DENSE_MAX_ROWS and n * m <= WARM_MAX_PAIRS
+            and cost.scale > LADDER_MIN_RATIO * reg):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        res = exact(matrix.C, a / a.sum(), b / b.sum())
+    if res.status != Status.OPTIMAL or not (np.isfinite(res.f).all() and np.isfinite(res.g).all()):
+        return None
+    return res.f, res.g
+
+
 def _iterate_symmetric(cost, a, reg, tol, max_iter, eps_scaling):
     """The symmetric problem OT(a, a): f <- (f + T(f)) / 2, whose fixed point is the potential
     (f, f); averaging damps the oscillation of plain updates (Feydy et al. 2019). Returns a
@@ -487,10 +518,7 @@ def sinkhorn(C, a=None, b=None, *, reg, tol=1e-9, max_iter=DEFAULT_MAX_ITER, eps
     # crawl there (e.g. 1835 iterations against 137 for OT(a, b)); the averaged one does not.
     symmetric = math.isinf(reg_m) and np.array_equal(a, b) and is_symmetric(C)
     with threads_for(C.size):
-        if symmetric:
-            run = _iterate_symmetric(cost, a, reg, tol, max_iter, eps_scaling)
-        else:
-            run = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
+        run = _solve(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, symmetric)
         return _result(cost, a, b, run, reg, reg_m, tol, max_iter, want_plan=True)
 
 
@@ -562,10 +590,8 @@ def sinkhorn_points(x, y, a=None, b=None, *, reg, p=2, metric="euclidean", tol=1
         if truncate:
             truncated, run = _truncated_run(cost, a, b, reg, tol, max_iter, eps_scaling)
             cost = cost if return_plan else truncated  # a dense plan is evaluated on all pairs
-        elif symmetric:
-            run = _iterate_symmetric(cost, a, reg, tol, max_iter, eps_scaling)
         else:
-            run = _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling)
+            run = _solve(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, symmetric)
         return _result(cost, a, b, run, reg, reg_m, tol, max_iter, want_plan=bool(return_plan))
 
 
