@@ -474,7 +474,9 @@ def sinkhorn(C, a=None, b=None, *, reg, tol=1e-9, max_iter=DEFAULT_MAX_ITER, eps
         ``docs/entropic.md``) a conjugate-gradient iteration or a trial point counts as one.
     eps_scaling : bool, default True
         Anneal reg geometrically (factor 1/2 per iteration) from ``max(C) - min(C)`` when reg is
-        below 1/256 of that spread (above, plain iterations need no more).
+        below 1/256 of that spread (above, plain iterations need no more). Balanced problems of at
+        most 512 rows and 512^2 pairs start there instead from the potentials of the exact
+        solution (:func:`otsolve.exact`, the limit reg -> 0). False: plain iterations from zero.
     reg_m : float, optional
         Marginal relaxation :math:`\rho`; None or inf gives balanced OT.
 
