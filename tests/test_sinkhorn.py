@@ -250,9 +250,8 @@ def test_kernel_is_kept_at_moderate_reg(monkeypatch):
     """Speed path in use: at reg = 3e-3 of the costs a log-domain pass builds the kernel at the
     first eps, one rebuilds it after MAX_SQUARINGS squarings and one at the last eps (a step by
     less than half), the rest are mat-vecs and squarings; at 1e-2 (no annealing: above 1/256 of
-    the costs) one pass builds it. (The annealing of problems above WARM_MAX_PAIRS: this small one
-    would start from the exact potentials.)"""
-    monkeypatch.setattr(importlib.import_module("otsolve.entropic.sinkhorn"), "WARM_MAX_PAIRS", 0)
+    the costs) one pass builds it. (The annealing; this small one would start from the exact potentials.)"""
+    monkeypatch.setattr(importlib.import_module("otsolve.entropic.sinkhorn"), "_exact_start", lambda *args: None)
     kernels = importlib.import_module("otsolve.entropic._kernels")
     rebuilds = []
     for name in ("softmin_rows", "softmin_cols"):

@@ -49,10 +49,12 @@ COLUMN_SLACK = 0.1     # the columns of a Newton point must be exact to this fra
 PLAN_MAX_PAIRS = 2**22  # up to this size CG runs on the plan itself, entries below PLAN_TINY x the
 PLAN_TINY = 1e-100      # mass flushed to 0 (products of two stay far from subnormal: those cost
                         # 2-3x per operation); above PLAN_MAX_PAIRS, on the kept kernel
-DENSE_MAX_ROWS = 512   # up to this many rows, once a CG solve needed DENSE_AFTER x the work of a
+DENSE_MAX_ROWS = 2048  # up to this many rows, once a CG solve needed DENSE_AFTER x the work of a
 DENSE_AFTER = 2.0      # dense step, the Newton systems are solved directly (Cholesky of the formed
-                       # Hessian, ~1 ms at 256 rows): CG needs hundreds of iterations per step at
-                       # reg 1e-4 x max C (300 at n = 64 near the solution), a few at 1e-2
+                       # Hessian, ~1 ms at 256 rows, ~0.3 s at 2000): CG needs hundreds of iterations
+                       # per step at reg 1e-4 x max C (300 at n = 64 near the solution), a few at
+                       # 1e-2; at n = 1000 its 300-iteration steps stalled near 1e-8 (2200-3200
+                       # iterations in all, against 740-930 with dense steps)
 DENSE_SPEEDUP = 8.0    # BLAS-3 products against the mat-vecs of an iteration, flop for flop
 LM_DAMPING = 1e-2      # the dense system gets LM_DAMPING x (err / mass) x diag(P 1) added
                        # (Levenberg-Marquardt, damping proportional to the residual: Yamashita and

@@ -12,7 +12,7 @@ from scipy.special import logsumexp
 from .._costs import check_cost_range, cost_code
 from .._result import ConvergenceWarning, OTResult, Status
 from .._threads import threads_for
-from ..lp.network_simplex import exact
+from ..lp.network_simplex import exact, is_assignment
 from .._validation import (check_balanced, check_count, check_entropic_masses, check_point_clouds,
                            check_positive, check_problem, check_weights)
 from . import _newton, _truncated
@@ -38,10 +38,13 @@ LADDER_MIN_RATIO = 256.0  # alternating Sinkhorn anneals only when reg is below 
                           # over this: above it plain iterations from zero need as many or fewer
                           # (2-D clouds, n = 64..1000: 16 against 20 at 1/32, 41 against 48 at 1/200;
                           # 136 against 96 at 1/1000)
-WARM_MAX_PAIRS = 512 * 512  # up to this many pairs (and the rows of a dense Newton step) a run that would
-                         # anneal starts instead from the exact solution's potentials (reg -> 0):
-                         # 2-D clouds at reg 1e-4 x max C, n = 64..512, exact solve included,
-                         # 0.45-0.75x the time of annealing; at n = 1000 (CG Newton steps) it stalled
+WARM_MAX_PAIRS = 512 * 512  # a run that would anneal starts instead from the exact solution's potentials
+WARM_MAX_REG = 2e-4      # (reg -> 0) where that solution is cheap: an assignment (uniform weights,
+                         # n = m <= 1000: auction, 1-50 ms at n = 1000), or up to WARM_MAX_PAIRS pairs
+                         # at reg <= WARM_MAX_REG x the cost spread (the simplex on weighted n = 512
+                         # took 60-80 ms, 2-4x the annealed run at 1e-3, as much as the gain at 1e-4).
+                         # 2-D clouds at 1e-4 x max C, exact solve included: n = 64..1000, 0.25-0.75x
+                         # the time of annealing; n = 2000 (simplex 0.35-1.3 s) gained nothing
 SANITY = 10.0            # a converged run whose evaluated plan misses its marginals by more than
                          # this times tol (plus the floor) is a NUMERICAL_ERROR
 
@@ -293,11 +296,12 @@ def _solve(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, symmetric):
 
 def _exact_start(cost, a, b, reg, reg_m, tol):
     """Potentials of the exact (reg -> 0) solution, in the frame of the costs the kernels read, for
-    a small balanced problem at a reg the annealing would start far above (its Newton phase then
-    finishes from them: entropic potentials differ from exact ones by O(reg log n)); else None."""
+    a balanced problem with dense Newton steps, at a reg the annealing would start far above, whose
+    exact solution is cheap (WARM_MAX_PAIRS); the Newton phase then finishes from them. Else None."""
     matrix = getattr(cost, "dense", cost)
     n, m = cost.shape
-    if not (_newton.available(cost, reg_m, tol) and n <= _newton.DENSE_MAX_ROWS and n * m <= WARM_MAX_PAIRS
+    cheap = is_assignment(a, b) or (n * m <= WARM_MAX_PAIRS and reg <= WARM_MAX_REG * cost.scale)
+    if not (cheap and _newton.available(cost, reg_m, tol) and n <= _newton.DENSE_MAX_ROWS
             and cost.scale > LADDER_MIN_RATIO * reg):
         return None
     with warnings.catch_warnings():
@@ -474,8 +478,9 @@ def sinkhorn(C, a=None, b=None, *, reg, tol=1e-9, max_iter=DEFAULT_MAX_ITER, eps
         ``docs/entropic.md``) a conjugate-gradient iteration or a trial point counts as one.
     eps_scaling : bool, default True
         Anneal reg geometrically (factor 1/2 per iteration) from ``max(C) - min(C)`` when reg is
-        below 1/256 of that spread (above, plain iterations need no more). Balanced problems of at
-        most 512 rows and 512^2 pairs start there instead from the potentials of the exact
+        below 1/256 of that spread (above, plain iterations need no more). Balanced problems
+        whose exact solution is cheap (uniform weights on n = m <= 1000 points, or up to 512^2
+        pairs at reg <= 2e-4 x the spread) start there instead from the potentials of the exact
         solution (:func:`otsolve.exact`, the limit reg -> 0). False: plain iterations from zero.
     reg_m : float, optional
         Marginal relaxation :math:`\rho`; None or inf gives balanced OT.
