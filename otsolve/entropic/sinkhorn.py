@@ -21,6 +21,10 @@ from ._problem import MatrixCost, PointCost
 
 DEFAULT_MAX_ITER = 10_000
 RELAX_SPAN = 8           # iterations over which the contraction of the error is measured
+HINT_AFTER = 4           # a level of the truncated cascade takes the coarser levels' factor after this many
+                         # plain steps (they damp the prolongation's local errors, which a factor w damps
+                         # only by w - 1 a step): finest level, Gaussian n = 2e4: 35 plain, 26 relaxed
+                         # from the start, 27 after 4; uniform n = 1e5: 16, 43, 25
 RELAX_MAX = 1.98         # cap on the over-relaxation factor (2 would not converge)
 RELAX_STEP = 0.01        # w is raised only by more than this fraction (and the window restarts)
 RELAX_GUARD = 100.0      # an error this many times the error at the switch undoes the relaxation,
@@ -137,8 +141,8 @@ class _Relaxation:
     read off the error can mislead (measured on 80 problems at reg 1e-4 .. 1e-2 of the costs:
     a factor 0.9 needed half the iterations of 0.5 and none failed). Plain steps also finish
     the run, so that the columns of the plan are exact. ``hint``: a factor a coarser solve of the
-    same clouds reached; the first raise goes at least that far instead of climbing again window by
-    window (n = 2e4 Gaussian clouds, finest level: 35 plain, 30 with the hint)."""
+    same clouds reached, taken after HINT_AFTER plain steps instead of climbing there again window
+    by window."""
 
     def __init__(self, mass, hint=1.0):
         self.omega, self.cap, self.history, self.saved, self.since = 1.0, RELAX_MAX, [], None, 0
@@ -152,6 +156,10 @@ class _Relaxation:
             self.cap = 1.0 + RELAX_BACKOFF * (self.omega - 1.0)
             self.omega, self.history, self.since = 1.0, [self.saved[0]], 0
             return self.saved[1], self.saved[2]
+        if self.hint > 1.0 and self.since == HINT_AFTER:  # the hint, once plain steps smoothed
+            self.omega, self.saved, self.since = min(self.hint, self.cap), (err, f.copy(), g.copy()), 0
+            self.peak, self.hint = max(self.peak, self.omega), 1.0
+            return None
         if self.cap <= 1.0 or self.since <= RELAX_SPAN:
             return None
         if not self.history[-1 - RELAX_SPAN] > 0.0:  # an exact fixed point (tol = 0 runs on)
@@ -162,7 +170,6 @@ class _Relaxation:
             theta = min((mu + w - 1.0) ** 2 / (mu * w * w), 1.0)
             w_new = min(2.0 / (1.0 + math.sqrt(1.0 - theta)), self.cap)
             if w_new > w * (1.0 + RELAX_STEP):
-                w_new, self.hint = max(w_new, min(self.hint, self.cap)), 1.0
                 self.omega, self.saved, self.since = w_new, (err, f.copy(), g.copy()), 0
                 self.peak = max(self.peak, w_new)
         return None
@@ -615,8 +622,7 @@ def _truncated_run(full, a, b, reg, tol, max_iter, eps_scaling):
     run = _iterate(coarse, ac, bc, reg, math.inf, tol, max_iter, eps_scaling)
     f, g, n_iter = run.f + coarse.offset, run.g, run.n_iter  # potentials of C (balanced: the offset moves f)
     omega = run.omega  # the slowest mode's contraction is the clouds', read off the coarse solve
-    # (a level starts plain all the same: the local errors of the prolongation are fast modes, which
-    # a factor w damps only by w - 1 a step; uniform clouds, n = 1e5: 16 plain iterations, 43 relaxed)
+    # (a level starts with HINT_AFTER plain steps all the same: see there)
     for ((xc, ac, _), (yc, bc, _)), ((x, a_l, up_x), (y, b_l, up_y)) in zip(levels, levels[1:]):
         f_next = _truncated.parent_guess(f, up_x)  # guesses of the soft-mins below (NaN: none)
         g_next = _truncated.parent_guess(g, up_y)
