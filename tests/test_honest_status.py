@@ -61,7 +61,8 @@ def test_sinkhorn_stopped_anywhere_in_the_ladder_is_finite_with_exact_columns(se
 
 def test_stopped_message_names_the_level(monkeypatch):
     # the annealing (this small one would start at the exact potentials)
-    monkeypatch.setattr(importlib.import_module("otsolve.entropic.sinkhorn"), "_exact_start", lambda *args: None)
+    sk = importlib.import_module("otsolve.entropic.sinkhorn")
+    monkeypatch.setattr(sk, "_exact_start", lambda *args: None)
     x, y = clouds(50, 50, 0)
     C = otsolve.cost_matrix(x, y)
     res, _ = stopped(otsolve.sinkhorn, C, reg=0.01, max_iter=3)

@@ -12,19 +12,20 @@ from scipy.special import logsumexp
 from .._costs import check_cost_range, cost_code
 from .._result import ConvergenceWarning, OTResult, Status
 from .._threads import threads_for
-from ..lp.network_simplex import exact, is_assignment
 from .._validation import (check_balanced, check_count, check_entropic_masses, check_point_clouds,
                            check_positive, check_problem, check_weights)
+from ..lp.network_simplex import exact, is_assignment
 from . import _newton, _truncated
 from ._kernels import is_symmetric, marginal_error
 from ._problem import MatrixCost, PointCost
 
 DEFAULT_MAX_ITER = 10_000
 RELAX_SPAN = 8           # iterations over which the contraction of the error is measured
-HINT_AFTER = 4           # a level of the truncated cascade takes the coarser levels' factor after this many
-                         # plain steps (they damp the prolongation's local errors, which a factor w damps
-                         # only by w - 1 a step): finest level, Gaussian n = 2e4: 35 plain, 26 relaxed
-                         # from the start, 27 after 4; uniform n = 1e5: 16, 43, 25
+HINT_AFTER = 1           # a level of the truncated cascade takes the coarser levels' factor after this
+                         # many plain steps (they damp the prolongation's local errors, which a factor
+                         # w damps only by w - 1 a step). n = 1e5, whole run after 1 / after 4 steps:
+                         # Gaussian clouds 272 / 296 s (finest level 17 / 23 iterations, 3.2 s each),
+                         # uniform 95 / 63 s (43 / 25; 16 plain); the Gaussian is the one near 5 min
 RELAX_MAX = 1.98         # cap on the over-relaxation factor (2 would not converge)
 RELAX_STEP = 0.01        # w is raised only by more than this fraction (and the window restarts)
 RELAX_GUARD = 100.0      # an error this many times the error at the switch undoes the relaxation,
@@ -183,17 +184,17 @@ class _Relaxation:
         self.omega, self.cap = 1.0, 1.0
 
 
-def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None, omega=1.0):
+def _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, init=None, hint=1.0):
     """Alternating log-domain updates f = k T(g), g = k T(f), k = reg_m / (reg_m + eps),
     from the potentials ``init`` (default zero), until the row error is below tol times the
-    mass of a, the precision floor, or max_iter; over-relaxed at the final reg, from the first
-    raise of the factor on by at least ``omega`` (see :class:`_Relaxation`). Returns a :class:`_Run`."""
+    mass of a, the precision floor, or max_iter; over-relaxed at the final reg (``hint``: see
+    :class:`_Relaxation`). Returns a :class:`_Run`."""
     log_a, log_b = _log(a), _log(b)
     f, g = (np.zeros(len(a)), np.zeros(len(b))) if init is None else init
     T_f, T_g = f.copy(), g.copy()
     schedule = _schedule(cost.scale, reg, eps_scaling, LADDER_MIN_RATIO)
     mass = float(a.sum())
-    relax, floor = _Relaxation(mass, omega), _Floor(cost, reg, mass, tol)
+    relax, floor = _Relaxation(mass, hint), _Floor(cost, reg, mass, tol)
     n_iter, err, at = 0, math.inf, schedule[0]
     best = (math.inf, f, g)  # the pair of least error at the final reg (f, g are never mutated)
     accelerate, newton_at, wait = _newton.available(cost, reg_m, tol), math.inf, _newton.NEWTON_AFTER
@@ -303,8 +304,8 @@ def _solve(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, symmetric):
 
 def _exact_start(cost, a, b, reg, reg_m, tol):
     """Potentials of the exact (reg -> 0) solution, in the frame of the costs the kernels read, for
-    a balanced problem with dense Newton steps, at a reg the annealing would start far above, whose
-    exact solution is cheap (WARM_MAX_PAIRS); the Newton phase then finishes from them. Else None."""
+    a balanced problem with dense Newton steps at a reg the annealing would start far above, where
+    that solution is cheap (see WARM_MAX_PAIRS); the Newton phase then finishes from them. Else None."""
     matrix = getattr(cost, "dense", cost)
     n, m = cost.shape
     cheap = is_assignment(a, b) or (n * m <= WARM_MAX_PAIRS and reg <= WARM_MAX_REG * cost.scale)
@@ -630,7 +631,7 @@ def _truncated_run(full, a, b, reg, tol, max_iter, eps_scaling):
         _softmin(_truncated.TruncatedPointCost(y, xc, code, p, theta), 0, f, _log(ac), reg, g_next)
         cost = _truncated.TruncatedPointCost(x, y, code, p, theta)
         run = _iterate(cost, a_l, b_l, reg, math.inf, _truncated.ITERATE_TOL * tol, max_iter - n_iter, False,
-                       init=(f_next, g_next), omega=omega)
+                       init=(f_next, g_next), hint=omega)
         omega = max(omega, run.omega)
         f, g, n_iter = run.f, run.g, n_iter + run.n_iter
     return cost, run._replace(n_iter=n_iter)
