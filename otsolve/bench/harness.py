@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from . import problems as P
 from . import solvers as S
 from .measure import measure
+from .report import append_partial, clear_partial
 from .reference import reference
 
 SUITES = {
@@ -161,8 +162,8 @@ def run(suite="quick", solvers=None, problems=None, sizes=None, out="bench_out",
     chosen = _choose_problems(suite, problems, sizes) if want_generated else []
     settings = SUITES[suite]
     instances = list(_instances(suite, chosen, sizes, dotmark, seed, want_generated))
-    if out is not None and os.path.exists(os.path.join(out, "results.partial.jsonl")):
-        os.remove(os.path.join(out, "results.partial.jsonl"))  # a stopped run's: this one appends anew
+    if out is not None:
+        clear_partial(out)  # a stopped run's: this one appends anew
     total = len(instances) * len(chosen_solvers)
     bar = _bar(total, progress)
     runs, slow, seen, started = [], {}, set(), time.perf_counter()
@@ -185,8 +186,8 @@ def run(suite="quick", solvers=None, problems=None, sizes=None, out="bench_out",
                              first_of_solver=solver.name not in seen)
             seen.add(solver.name)
             runs.append(_record(problem, solver, record, refs[solver.objective]))
-            if out is not None:  # a long suite stopped half-way keeps what it measured
-                _save_partial(out, runs[-1])
+            if out is not None:
+                append_partial(out, runs[-1])
             if record["time_s"] > settings["slow_s"]:  # the median: a first call may compile
                 slow[key] = (problem.size, record["time_s"])
             bar.update()
@@ -202,16 +203,6 @@ def run(suite="quick", solvers=None, problems=None, sizes=None, out="bench_out",
         from .report import write_report
         result.files = write_report(result, out)
     return result
-
-
-def _save_partial(out, record):
-    """Append one run to ``out``/results.partial.jsonl (a JSON line each: no rewrite of the runs
-    before it)."""
-    import json
-    from .report import _clean
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "results.partial.jsonl"), "a") as fh:
-        fh.write(json.dumps(_clean(record)) + "\n")
 
 
 def _bar(total, progress):

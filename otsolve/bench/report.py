@@ -154,6 +154,23 @@ def _summary(runs):
                    "range", "best peers", "wrong"), rows)
 
 
+PARTIAL = "results.partial.jsonl"  # the runs of a suite in progress, one JSON line each
+
+
+def append_partial(out, record):
+    """Append one run to ``out``/PARTIAL (no rewrite of the runs before it): a long suite stopped
+    half-way keeps what it measured."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, PARTIAL), "a") as fh:
+        fh.write(json.dumps(_clean(record)) + "\n")
+
+
+def clear_partial(out):
+    """Remove ``out``/PARTIAL (a stopped run's, or one whose runs are in results.json)."""
+    if os.path.exists(os.path.join(out, PARTIAL)):
+        os.remove(os.path.join(out, PARTIAL))
+
+
 def write_report(result, out) -> dict:
     """Write report.md, results.json and the plots into ``out``; return {name: path}."""
     os.makedirs(out, exist_ok=True)
@@ -161,9 +178,7 @@ def write_report(result, out) -> dict:
     files = {"json": os.path.join(out, "results.json"), "report": os.path.join(out, "report.md")}
     with open(files["json"], "w") as fh:
         json.dump(_clean(dict(meta=meta, runs=runs, skipped=result.skipped)), fh, indent=1)
-    partial = os.path.join(out, "results.partial.jsonl")  # the runs saved as they came (harness.run)
-    if os.path.exists(partial):
-        os.remove(partial)
+    clear_partial(out)  # the runs saved as they came (harness.run): all in results.json now
     fits = scaling(runs)
     families = sorted({r["family"] for r in runs})
     for family in families:
