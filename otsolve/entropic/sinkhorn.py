@@ -298,19 +298,19 @@ def _solve(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, symmetric):
     a symmetric problem, else alternating ones, annealed or started at the exact solution."""
     if symmetric:
         return _iterate_symmetric(cost, a, reg, tol, max_iter, eps_scaling)
-    init = _exact_start(cost, a, b, reg, reg_m, tol) if eps_scaling else None
+    anneals = len(_schedule(cost.scale, reg, eps_scaling, LADDER_MIN_RATIO)) > 1
+    init = _exact_start(cost, a, b, reg, reg_m, tol) if anneals else None
     return _iterate(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling and init is None, init)
 
 
 def _exact_start(cost, a, b, reg, reg_m, tol):
     """Potentials of the exact (reg -> 0) solution, in the frame of the costs the kernels read, for
-    a balanced problem with dense Newton steps at a reg the annealing would start far above, where
-    that solution is cheap (see WARM_MAX_PAIRS); the Newton phase then finishes from them. Else None."""
+    a balanced problem with dense Newton steps whose run would anneal, where that solution is cheap
+    (see WARM_MAX_PAIRS); the Newton phase then finishes from them. Else None."""
     matrix = getattr(cost, "dense", cost)
     n, m = cost.shape
     cheap = is_assignment(a, b) or (n * m <= WARM_MAX_PAIRS and reg <= WARM_MAX_REG * cost.scale)
-    if not (cheap and _newton.available(cost, reg_m, tol) and n <= _newton.DENSE_MAX_ROWS
-            and cost.scale > LADDER_MIN_RATIO * reg):
+    if not (cheap and _newton.available(cost, reg_m, tol) and n <= _newton.DENSE_MAX_ROWS):
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
