@@ -335,3 +335,16 @@ def test_exact_start_reaches_optimal_at_reg_1e5(seed):
                                                            np.kron(np.ones(len(a)), np.eye(len(b)))]),
                                 b_eq=np.concatenate([a, b]), bounds=(0, None), method="highs")
     assert lp.fun <= res.value_linear + 1e-12 and res.value_linear - lp.fun <= reg * np.log(len(a) * len(b))
+
+
+def test_dense_steps_above_512_rows(monkeypatch):
+    """n = 700 (dense steps up to 2048 rows, after at most DENSE_CG_MAX CG iterations) at reg 1e-4 x
+    max C: the Cholesky steps are taken and the plan is certified by its Gibbs form."""
+    calls, dense = [], _newton._dense_direction
+    monkeypatch.setattr(_newton, "_dense_direction", lambda *args: calls.append(1) or dense(*args))
+    C = _clouds(700, 1)
+    C /= C.max()
+    a = np.full(700, 1.0 / 700)
+    res = otsolve.sinkhorn(C, reg=1e-4)
+    assert res.status == Status.OPTIMAL and len(calls) > 0
+    _gibbs_certificate(C, a, a, res, 1e-4)

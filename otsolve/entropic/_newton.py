@@ -51,10 +51,14 @@ PLAN_TINY = 1e-100      # mass flushed to 0 (products of two stay far from subno
                         # 2-3x per operation); above PLAN_MAX_PAIRS, on the kept kernel
 DENSE_MAX_ROWS = 2048  # up to this many rows, once a CG solve needed DENSE_AFTER x the work of a
 DENSE_AFTER = 2.0      # dense step, the Newton systems are solved directly (Cholesky of the formed
-                       # Hessian, ~1 ms at 256 rows, ~0.3 s at 2000): CG needs hundreds of iterations
+                       # Hessian, ~1 ms at 256 rows, 0.19 s at 2000): CG needs hundreds of iterations
                        # per step at reg 1e-4 x max C (300 at n = 64 near the solution), a few at
                        # 1e-2; at n = 1000 its 300-iteration steps stalled near 1e-8 (2200-3200
                        # iterations in all, against 740-930 with dense steps)
+DENSE_CG_MAX = 64      # and at most this many CG iterations: a dense step's cost in iterations grows
+                       # slower than n / 16 (BLAS-3 speeds up with n: 0.19 s at n = 2000, ~80 of its
+                       # iterations); 2-D clouds at reg 1e-4 x max C, n = 1000 and 2000: 10% and 24%
+                       # less time (n = 2000 seed 1: 5.6 -> 2.9 s); n <= 512 unchanged
 DENSE_SPEEDUP = 8.0    # BLAS-3 products against the mat-vecs of an iteration, flop for flop
 LM_DAMPING = 1e-2      # the dense system gets LM_DAMPING x (err / mass) x diag(P 1) added
                        # (Levenberg-Marquardt, damping proportional to the residual: Yamashita and
@@ -232,7 +236,8 @@ def newton(cost, a, b, f, reg, tol, budget, floor):
     if p is None:
         return Outcome(f, T_g.copy(), work, False, False, True)
     # small problems: CG first (a few iterations a step at moderate reg), Cholesky from the first
-    # step whose CG needed DENSE_AFTER times the work of a dense step (its iterate is still used)
+    # step whose CG needed DENSE_AFTER times the work of a dense step, or DENSE_CG_MAX iterations
+    # (its iterate is still used)
     best, stalled, dense = p, 0, False
     small = len(a) <= DENSE_MAX_ROWS and plan.size > 0
     while p.err > tol * mass and work + 2 <= budget:  # one CG iteration and one trial at least
@@ -240,7 +245,7 @@ def newton(cost, a, b, f, reg, tol, budget, floor):
             return Outcome(best.f, best.g, work, False, True, False)
         cg_max = min(CG_MAX, budget - work - 1)
         if small and not dense:
-            cg_max = min(cg_max, int(DENSE_AFTER * _dense_work(len(a))))
+            cg_max = min(cg_max, int(DENSE_AFTER * _dense_work(len(a))), DENSE_CG_MAX)
         d, k = _direction(prob, p, min(FORCING_MAX, math.sqrt(p.err / mass)), cg_max, dense)
         dense = small and (dense or k >= cg_max)
         q, trials = _line_search(prob, p, d, T_g, budget - work - k)
