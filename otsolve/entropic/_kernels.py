@@ -733,6 +733,16 @@ def truncated_softmin(x, x_ptr, x_lo, x_hi, yT, y_ptr, y_lo, y_hi, code, p, h, i
             lse[r0 + r], log_dropped[r0 + r] = out[r], drop[r]
 
 
+@njit(cache=True, inline="always", fastmath=FAST)
+def _plan_run(x, i, yT, j0, j1, fi, g, la, log_b, ai, b, code, p, inv_reg, buf, scratch, acc, no_scaling):
+    """:func:`_plan_chunk` of row i over the columns j0..j1 - 1, in chunks of CHUNK costs from
+    coordinates (a run of adjacent cells: cell by cell, short cells cost 6 soft-min passes)."""
+    for c0 in range(j0, j1, CHUNK):
+        k = min(CHUNK, j1 - c0)
+        _plan_chunk(fi, g[c0:c0 + k], la, log_b[c0:c0 + k], ai, b[c0:c0 + k],
+                    point_costs(x, i, yT, c0, k, code, p, buf), inv_reg, scratch[:k], acc, 1.0, no_scaling)
+
+
 @njit(cache=True, parallel=True, fastmath=FAST)
 def truncated_plan_rows(x, x_ptr, x_lo, x_hi, yT, y_ptr, y_lo, y_hi, code, p, f, g, log_a, log_b, inv_reg,
                         theta, stats, log_dropped):
@@ -742,7 +752,7 @@ def truncated_plan_rows(x, x_ptr, x_lo, x_hi, yT, y_ptr, y_lo, y_hi, code, p, f,
     a bound of the row's skipped mass sum_j P_ij."""
     ncx, d = x_ptr.shape[0] - 1, x.shape[1]
     h = log_b + g * inv_reg
-    h_max, lin, widest = _column_bounds(h, yT, y_ptr, inv_reg, code)
+    h_max, lin, _ = _column_bounds(h, yT, y_ptr, inv_reg, code)
     b = np.exp(log_b)
     b_sum = b.sum()
     cell_b = np.zeros(h_max.shape[0])
@@ -751,8 +761,8 @@ def truncated_plan_rows(x, x_ptr, x_lo, x_hi, yT, y_ptr, y_lo, y_hi, code, p, f,
     no_scaling = np.empty(0)
     for c in prange(ncx):
         r0, r1 = x_ptr[c], x_ptr[c + 1]
-        gaps, buf, kept, t = np.empty(d), np.empty(widest), np.empty(h_max.shape[0], np.int64), np.empty(d)
-        scratch, acc = np.empty(widest), np.empty((N_STATS, widest))
+        gaps, buf, kept, t = np.empty(d), np.empty(CHUNK), np.empty(h_max.shape[0], np.int64), np.empty(d)
+        scratch, acc = np.empty(CHUNK), np.empty((N_STATS, CHUNK))
         ref = -f[r0:r1] * inv_reg
         Q = _row_cell_fit(x, r0, r1, ref, inv_reg, t)
         nk, cell_drop = _kept_cells(x_lo[c], x_hi[c], t, Q, ref.min(), y_lo, y_hi, y_ptr, h_max, lin, inv_reg, theta,
@@ -761,16 +771,21 @@ def truncated_plan_rows(x, x_ptr, x_lo, x_hi, yT, y_ptr, y_lo, y_hi, code, p, f,
             acc[:] = 0.0
             acc[3, :] = -np.inf
             xi, dropped, b_kept, ai = x[i], 0.0, 0.0, np.exp(log_a[i])
+            run0, run1 = 0, 0  # adjacent kept cells form one run of columns, as in _row_sum
             for q in range(nk):
                 e = kept[q]
                 rel = _point_bound(xi, e, y_lo, y_hi, h_max, lin, inv_reg, code, p, gaps) - ref[i - r0]
-                j0, k = y_ptr[e], y_ptr[e + 1] - y_ptr[e]
                 if rel < -theta:
-                    dropped += k * np.exp(rel)
+                    dropped += (y_ptr[e + 1] - y_ptr[e]) * np.exp(rel)
                     continue
                 b_kept += cell_b[e]
-                _plan_chunk(f[i], g[j0:j0 + k], log_a[i], log_b[j0:j0 + k], ai, b[j0:j0 + k],
-                            point_costs(x, i, yT, j0, k, code, p, buf), inv_reg, scratch[:k], acc, 1.0, no_scaling)
+                if y_ptr[e] != run1:
+                    _plan_run(x, i, yT, run0, run1, f[i], g, log_a[i], log_b, ai, b, code, p, inv_reg, buf, scratch,
+                              acc, no_scaling)
+                    run0 = y_ptr[e]
+                run1 = y_ptr[e + 1]
+            _plan_run(x, i, yT, run0, run1, f[i], g, log_a[i], log_b, ai, b, code, p, inv_reg, buf, scratch, acc,
+                      no_scaling)
             _reduce_stats(acc, stats[i])
             ab_skipped = np.exp(log_a[i]) * max(b_sum - b_kept, 0.0)
             stats[i, 2] += ab_skipped   # a b phi(-inf) = a b
