@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.optimize
+import scipy.sparse.linalg
 
 import otsolve
 from otsolve import ConvergenceWarning, Status
@@ -149,6 +150,7 @@ def test_dense_newton_steps_agree_with_cg(monkeypatch):
     assert calls and res.status == Status.OPTIMAL
     assert _l1(res.plan, a, a) <= 2 * TOL
     monkeypatch.setattr(_newton, "DENSE_MAX_ROWS", 0)
+    monkeypatch.setattr(_newton, "_sparse_direction", lambda *args: None)
     cg = otsolve.sinkhorn(C, reg=1e-4)
     assert cg.status == Status.OPTIMAL and res.n_iter < cg.n_iter
     # both plans are within tol of the solution, whose rows are nearly a permutation at this reg:
@@ -337,14 +339,46 @@ def test_exact_start_reaches_optimal_at_reg_1e5(seed):
     assert lp.fun <= res.value_linear + 1e-12 and res.value_linear - lp.fun <= reg * np.log(len(a) * len(b))
 
 
-def test_dense_steps_above_512_rows(monkeypatch):
-    """n = 700 (dense steps up to 2048 rows, after at most DENSE_CG_MAX CG iterations) at reg 1e-4 x
-    max C: the Cholesky steps are taken and the plan is certified by its Gibbs form."""
-    calls, dense = [], _newton._dense_direction
-    monkeypatch.setattr(_newton, "_dense_direction", lambda *args: calls.append(1) or dense(*args))
+def test_sparse_preconditioner_above_512_rows(monkeypatch):
+    """n = 700 at reg 1e-4 x max C: the sparse-preconditioned steps are taken, the plan is certified
+    by its Gibbs form, and it agrees with the Jacobi-CG Newton phase (the fallback when the
+    truncated system cannot be factored)."""
+    calls, sparse = [], _newton._sparse_direction
+    monkeypatch.setattr(_newton, "_sparse_direction", lambda *args: calls.append(1) or sparse(*args))
     C = _clouds(700, 1)
     C /= C.max()
     a = np.full(700, 1.0 / 700)
     res = otsolve.sinkhorn(C, reg=1e-4)
     assert res.status == Status.OPTIMAL and len(calls) > 0
     _gibbs_certificate(C, a, a, res, 1e-4)
+
+    def singular(*args, **kwargs):
+        raise RuntimeError("Factor is exactly singular")
+    monkeypatch.setattr(scipy.sparse.linalg, "splu", singular)
+    jacobi = otsolve.sinkhorn(C, reg=1e-4)
+    assert jacobi.status == Status.OPTIMAL and res.n_iter < jacobi.n_iter
+    assert np.abs(res.plan - jacobi.plan).sum() <= 1e-8
+    assert abs(res.value - jacobi.value) <= 1e-9 * abs(jacobi.value)
+
+
+def test_truncated_system_is_the_hessian_when_nothing_is_left_out(monkeypatch):
+    """With KEEP = 0 the sparse system is the Newton system formed densely in numpy (plus the
+    damping, 0 at zero error), entry by entry; with KEEP > 0, that of the kept entries."""
+    monkeypatch.setattr(_newton, "KEEP", 0.0)
+    monkeypatch.setattr(_newton, "COUPLINGS_MAX", np.inf)  # a dense plan here
+    rng = np.random.default_rng(3)
+    n, m = 40, 30
+    P = rng.random((n, m)) ** 4
+    P /= P.sum(axis=0)  # columns exact: sums b = 1 / m
+    P /= m
+    a, b = P.sum(axis=1), P.sum(axis=0)
+    prob = _newton.Problem(None, a, b, None, None, 1.0 / b, 1e-3, 1e-9, np.empty((0, 0)))
+    point = _newton._Point(None, None, P, np.ones(n), np.ones(m), a, 0.0, 0.0)
+    L = _newton._truncated_system(prob, point, P, np.ones(n), np.ones(m))
+    H = np.diag(a) - P @ np.diag(1.0 / b) @ P.T
+    assert np.allclose(L.toarray(), H, rtol=1e-12, atol=1e-15)
+    monkeypatch.setattr(_newton, "KEEP", 0.5)  # most entries left out: the Newton system of the rest,
+    kept = np.where(P >= 0.5 * a[:, None], P, 0.0)  # with the row sums of the whole plan
+    L = _newton._truncated_system(prob, point, P, np.ones(n), np.ones(m))
+    assert np.allclose(L.toarray(), np.diag(a) - kept @ np.diag(1.0 / b) @ kept.T, rtol=1e-12, atol=1e-15)
+    assert L.nnz < H.size

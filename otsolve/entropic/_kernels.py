@@ -333,6 +333,57 @@ def flushed_plan(K, u, v, tiny, P):
             out[j] = p if p >= tiny else 0.0
 
 
+@njit(cache=True)
+def sparse_plan(K, u, v, keep):
+    """The entries P_ij = u_i K_ij v_j >= keep_i of the plan in CSR form (indptr, indices, data),
+    and the mass left out of each row and each column (summed, not subtracted: at small reg a
+    row's kept mass can equal its sum to every digit)."""
+    n, m = K.shape
+    indptr, dropped_rows, dropped_cols = np.zeros(n + 1, np.int64), np.zeros(n), np.zeros(m)
+    for i in range(n):
+        row, ui, kept = K[i], u[i], 0
+        for j in range(m):
+            p = ui * row[j] * v[j]
+            if p >= keep[i] and p > 0.0:
+                kept += 1
+            else:
+                dropped_rows[i] += p
+                dropped_cols[j] += p
+        indptr[i + 1] = indptr[i] + kept
+    indices, data = np.empty(indptr[n], np.int64), np.empty(indptr[n])
+    for i in range(n):
+        row, ui, k = K[i], u[i], indptr[i]
+        for j in range(m):
+            p = ui * row[j] * v[j]
+            if p >= keep[i] and p > 0.0:
+                indices[k], data[k] = j, p
+                k += 1
+    return indptr, indices, data, dropped_rows, dropped_cols
+
+
+@njit(cache=True, fastmath=FAST)
+def hessian_product(K, u, w, rows, d, out):
+    """out <- M d, M = diag(rows) - diag(u) K diag(w) K^T diag(u) (the Newton system of
+    Sinkhorn-Newton, see _newton; w = v^2 / b on the kernel, u = 1 and w = 1 / b on the plan);
+    returns the curvature d.M d."""
+    n, m = K.shape
+    t = np.zeros(m)
+    for i in range(n):  # t = (u d) K, row by row (K read once, contiguous)
+        udi, row = u[i] * d[i], K[i]
+        for j in range(m):
+            t[j] += udi * row[j]
+    for j in range(m):
+        t[j] *= w[j]
+    curvature = 0.0
+    for i in range(n):
+        row, s = K[i], 0.0
+        for j in range(m):
+            s += row[j] * t[j]
+        out[i] = rows[i] * d[i] - u[i] * s
+        curvature += d[i] * out[i]
+    return curvature
+
+
 @njit(cache=True, fastmath=FAST)
 def laplacian_system(W, rows, damping):
     """W <- L(W) + damping diag(rows) in place, L(W) the Laplacian of the symmetric couplings W

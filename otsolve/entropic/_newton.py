@@ -14,7 +14,9 @@ many of them as the last time. Work is counted in Sinkhorn iterations: a CG iter
 mat-vecs) and a trial point (a soft-min and a mat-vec) count one each, so max_iter bounds the
 work as it does for plain Sinkhorn. On small problems (DENSE_MAX_ROWS), once CG needs more work than
 a direct solve, the Newton systems are solved by Cholesky instead, damped as Levenberg-Marquardt
-does; such a step counts n / 16 (see :func:`_dense_work`). Near the solution at small reg the error
+does; such a step counts n / 16 (see :func:`_dense_work`). On larger ones CG is preconditioned by
+the Newton system of the plan's large entries, sparse at small reg and factored by SuperLU (see
+KEEP): it is the Hessian but for the tails, and CG corrects for those in a few iterations. Near the solution at small reg the error
 then falls by a factor of about 3 per step, not quadratically: blocks of rows coupled only by tails
 of the plan need moves of a few reg, where the quadratic model of the exponentials holds for about
 one reg at a time.
@@ -26,9 +28,11 @@ from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg.lapack
+import scipy.sparse
+import scipy.sparse.linalg
 
 from . import sinkhorn as _sk
-from ._kernels import flushed_plan, laplacian_system, newton_direction
+from ._kernels import flushed_plan, hessian_product, laplacian_system, newton_direction, sparse_plan
 
 NEWTON_AFTER = 30      # plain iterations at the final reg first: easy problems finish there, and
                        # Newton's quadratic model is poor far from the solution
@@ -49,16 +53,18 @@ COLUMN_SLACK = 0.1     # the columns of a Newton point must be exact to this fra
 PLAN_MAX_PAIRS = 2**22  # up to this size CG runs on the plan itself, entries below PLAN_TINY x the
 PLAN_TINY = 1e-100      # mass flushed to 0 (products of two stay far from subnormal: those cost
                         # 2-3x per operation); above PLAN_MAX_PAIRS, on the kept kernel
-DENSE_MAX_ROWS = 2048  # up to this many rows, once a CG solve needed DENSE_AFTER x the work of a
+DENSE_MAX_ROWS = 512   # up to this many rows, once a CG solve needed DENSE_AFTER x the work of a
 DENSE_AFTER = 2.0      # dense step, the Newton systems are solved directly (Cholesky of the formed
-                       # Hessian, ~1 ms at 256 rows, 0.19 s at 2000): CG needs hundreds of iterations
-                       # per step at reg 1e-4 x max C (300 at n = 64 near the solution), a few at
-                       # 1e-2; at n = 1000 its 300-iteration steps stalled near 1e-8 (2200-3200
-                       # iterations in all, against 740-930 with dense steps)
-DENSE_CG_MAX = 64      # and at most this many CG iterations: a dense step's cost in iterations grows
-                       # slower than n / 16 (BLAS-3 speeds up with n: 0.19 s at n = 2000, ~80 of its
-                       # iterations); 2-D clouds at reg 1e-4 x max C, n = 1000 and 2000: 10% and 24%
-                       # less time (n = 2000 seed 1: 5.6 -> 2.9 s); n <= 512 unchanged
+                       # Hessian, ~1 ms at 256 rows): Jacobi CG needs hundreds of iterations per step
+                       # at reg 1e-4 x max C (300 at n = 64 near the solution), a few at 1e-2
+KEEP = 1e-2            # above DENSE_MAX_ROWS CG is preconditioned by the Newton system of the plan's
+                       # entries >= KEEP x a_i, factored (sparse): 2-D clouds at reg 1e-4 x max C,
+                       # 10-25 CG iterations a step against 40-300 with Jacobi; n = 5000: 1.14-2.01
+                       # -> 0.49-0.61 x the mat-vec unit (a dense step there takes seconds);
+                       # n = 1000-2000 0.40-0.87 against 0.59-1.18 with dense steps up to 2048 rows
+COUPLINGS_MAX = 512    # ... unless its couplings would exceed this many per row (Jacobi CG instead)
+FACTOR_COST = 100.0    # a factorisation counts this many iterations per n m entries of its factors
+                       # (measured 11-13 iterations at n = 1000-5000, ~0.1 n m entries)
 DENSE_SPEEDUP = 8.0    # BLAS-3 products against the mat-vecs of an iteration, flop for flop
 LM_DAMPING = 1e-2      # the dense system gets LM_DAMPING x (err / mass) x diag(P 1) added
                        # (Levenberg-Marquardt, damping proportional to the residual: Yamashita and
@@ -130,11 +136,15 @@ def _point(prob, f, T_g):
 
 
 def _direction(prob, p, forcing, cg_max, dense):
-    """The Newton direction: with ``dense`` (and a plan buffer) by Cholesky (:func:`_dense_direction`),
-    else (or if that fails) preconditioned CG on (diag(P 1) - P diag(1/b) P^T) d = eps (a - P 1);
-    (d, iterations of work)."""
+    """The Newton direction: above DENSE_MAX_ROWS by :func:`_sparse_direction`; with ``dense`` (and
+    a plan buffer) by Cholesky (:func:`_dense_direction`); else (or if those fail) Jacobi CG on
+    (diag(P 1) - P diag(1/b) P^T) d = eps (a - P 1); (d, iterations of work)."""
     rows = p.rows
-    if dense and prob.plan.size and _dense_work(len(rows)) <= cg_max:
+    if len(rows) > DENSE_MAX_ROWS:
+        out = _sparse_direction(prob, p, forcing, cg_max)
+        if out is not None:
+            return out
+    elif dense and prob.plan.size and _dense_work(len(rows)) <= cg_max:
         d = _dense_direction(prob, p)
         if d is not None:
             return d, _dense_work(len(rows))
@@ -142,6 +152,69 @@ def _direction(prob, p, forcing, cg_max, dense):
     k = newton_direction(p.K, p.u, p.v, prob.inv_b, prob.a, rows, prob.reg, PLAN_TINY * prob.a.sum(), prob.plan,
                          forcing, DIAG_MIN, cg_max, x)
     return x, k
+
+
+def _sparse_direction(prob, p, forcing, cg_max):
+    """The Newton direction by conjugate gradients preconditioned with the Newton system of the
+    plan's entries >= KEEP x a_i (:func:`_truncated_system`, factored by SuperLU); (d, work) with
+    the factorisation counted (see FACTOR_COST), or None if that system is too dense, singular or
+    costs more than ``cg_max``."""
+    n, m = p.K.shape
+    if prob.plan.size:  # CG on the flushed plan: no subnormal products (see PLAN_TINY)
+        flushed_plan(p.K, p.u, p.v, PLAN_TINY * prob.a.sum(), prob.plan)
+        K, u, v, w = prob.plan, np.ones(n), np.ones(m), prob.inv_b
+    else:
+        K, u, v, w = p.K, p.u, p.v, p.v * p.v * prob.inv_b
+    system = _truncated_system(prob, p, K, u, v)
+    if system is None:
+        return None
+    try:
+        lu = scipy.sparse.linalg.splu(system, permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
+    except RuntimeError:  # singular
+        return None
+    work = 2 + math.ceil(FACTOR_COST * (lu.L.nnz + lu.U.nnz) / (n * m))  # two passes over the plan
+    if work >= cg_max:
+        return None
+    res = prob.reg * (prob.a - p.rows)
+    stop = forcing * np.linalg.norm(res)
+    x, Md = np.zeros(n), np.empty(n)
+    z = lu.solve(res)
+    d, rz = z, res @ z
+    for k in range(1, cg_max - work + 1):
+        curvature = hessian_product(K, u, w, p.rows, d, Md)
+        if not curvature > 0.0:  # rounding at the null space
+            break
+        alpha = rz / curvature
+        x += alpha * d
+        res -= alpha * Md
+        if np.linalg.norm(res) <= stop:
+            break
+        z = lu.solve(res)
+        rz_old, rz = rz, res @ z
+        d = z + (rz / rz_old) * d
+    return x, work + k
+
+
+def _truncated_system(prob, p, K, u, v):
+    """The Newton system diag(P 1) - P diag(1/b) P^T of the plan P = diag(u) K diag(v) with its
+    entries below KEEP x a_i left out, in CSC form: the Laplacian of the kept couplings, its
+    diagonal the sum of the other couplings plus what the left-out mass adds (sums of positive
+    terms, as in :func:`_dense_direction`), damped likewise; None when it has more than
+    COUPLINGS_MAX x n entries."""
+    n, m = K.shape
+    indptr, indices, data, dropped_rows, dropped_cols = sparse_plan(K, u, v, KEEP * prob.a)
+    if (np.bincount(indices, minlength=m).astype(float) ** 2).sum() > COUPLINGS_MAX * n:
+        return None
+    S = scipy.sparse.csr_matrix((data, indices, indptr), shape=(n, m))
+    W = (S @ scipy.sparse.diags(prob.inv_b) @ S.T).tocsr()
+    W.setdiag(0.0)
+    W.eliminate_zeros()
+    # rows - W_ii = the other couplings + the row's left-out mass + its kept mass times the
+    # fraction of each column left out (columns exact)
+    diag = np.asarray(W.sum(axis=1)).ravel() + dropped_rows + S @ (dropped_cols * prob.inv_b)
+    diag += LM_DAMPING * p.err / prob.a.sum() * p.rows
+    diag[p.rows <= 0.0] = 1.0
+    return (scipy.sparse.diags(diag) - W).tocsc()
 
 
 def _dense_work(n):
@@ -236,8 +309,7 @@ def newton(cost, a, b, f, reg, tol, budget, floor):
     if p is None:
         return Outcome(f, T_g.copy(), work, False, False, True)
     # small problems: CG first (a few iterations a step at moderate reg), Cholesky from the first
-    # step whose CG needed DENSE_AFTER times the work of a dense step, or DENSE_CG_MAX iterations
-    # (its iterate is still used)
+    # step whose CG needed DENSE_AFTER times the work of a dense step (its iterate is still used)
     best, stalled, dense = p, 0, False
     small = len(a) <= DENSE_MAX_ROWS and plan.size > 0
     while p.err > tol * mass and work + 2 <= budget:  # one CG iteration and one trial at least
@@ -245,7 +317,7 @@ def newton(cost, a, b, f, reg, tol, budget, floor):
             return Outcome(best.f, best.g, work, False, True, False)
         cg_max = min(CG_MAX, budget - work - 1)
         if small and not dense:
-            cg_max = min(cg_max, int(DENSE_AFTER * _dense_work(len(a))), DENSE_CG_MAX)
+            cg_max = min(cg_max, int(DENSE_AFTER * _dense_work(len(a))))
         d, k = _direction(prob, p, min(FORCING_MAX, math.sqrt(p.err / mass)), cg_max, dense)
         dense = small and (dense or k >= cg_max)
         q, trials = _line_search(prob, p, d, T_g, budget - work - k)

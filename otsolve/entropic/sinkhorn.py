@@ -305,12 +305,12 @@ def _solve(cost, a, b, reg, reg_m, tol, max_iter, eps_scaling, symmetric):
 
 def _exact_start(cost, a, b, reg, reg_m, tol):
     """Potentials of the exact (reg -> 0) solution, in the frame of the costs the kernels read, for
-    a balanced problem with dense Newton steps whose run would anneal, where that solution is cheap
+    a balanced problem with Newton steps whose run would anneal, where that solution is cheap
     (see WARM_MAX_PAIRS); the Newton phase then finishes from them. Else None."""
     matrix = getattr(cost, "dense", cost)
     n, m = cost.shape
     cheap = is_assignment(a, b) or (n * m <= WARM_MAX_PAIRS and reg <= WARM_MAX_REG * cost.scale)
-    if not (cheap and _newton.available(cost, reg_m, tol) and n <= _newton.DENSE_MAX_ROWS):
+    if not (cheap and _newton.available(cost, reg_m, tol)):
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
