@@ -16,10 +16,10 @@ work as it does for plain Sinkhorn. On small problems (DENSE_MAX_ROWS), once CG 
 a direct solve, the Newton systems are solved by Cholesky instead, damped as Levenberg-Marquardt
 does; such a step counts n / 16 (see :func:`_dense_work`). On larger ones CG is preconditioned by
 the Newton system of the plan's large entries, sparse at small reg and factored by SuperLU (see
-KEEP): it is the Hessian but for the tails, and CG corrects for those in a few iterations. Near the solution at small reg the error
-then falls by a factor of about 3 per step, not quadratically: blocks of rows coupled only by tails
-of the plan need moves of a few reg, where the quadratic model of the exponentials holds for about
-one reg at a time.
+KEEP): it is the Hessian but for the tails, and CG corrects for those in a few iterations. Near
+the solution at small reg the error then falls by a factor of about 3 per step, not
+quadratically: blocks of rows coupled only by tails of the plan need moves of a few reg, where the
+quadratic model of the exponentials holds for about one reg at a time.
 """
 from __future__ import annotations
 
@@ -169,7 +169,8 @@ def _sparse_direction(prob, p, forcing, cg_max):
     if system is None:
         return None
     try:
-        lu = scipy.sparse.linalg.splu(system, permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
+        lu = scipy.sparse.linalg.splu(system, permc_spec="MMD_AT_PLUS_A",
+                                      options={"SymmetricMode": True})
     except RuntimeError:  # singular
         return None
     work = 2 + math.ceil(FACTOR_COST * (lu.L.nnz + lu.U.nnz) / (n * m))  # two passes over the plan
