@@ -362,6 +362,21 @@ def sparse_plan(K, u, v, keep):
 
 
 @njit(cache=True, fastmath=FAST)
+def laplacian_system(W, rows, damping):
+    """W <- L(W) + damping diag(rows) in place, L(W) the Laplacian of the symmetric couplings W
+    (off-diagonal -W_ik, diagonal sum_{k != i} W_ik: no subtraction of nearly equal numbers); a
+    row of no mass gets diagonal 1 (its residual and its step are 0)."""
+    n = W.shape[0]
+    for i in range(n):
+        row, s = W[i], 0.0
+        for k in range(n):
+            if k != i:
+                s += row[k]
+                row[k] = -row[k]
+        row[i] = s + damping * rows[i] if rows[i] > 0.0 else 1.0
+
+
+@njit(cache=True, fastmath=FAST)
 def hessian_product(K, u, w, rows, d, out):
     """out <- M d, M = diag(rows) - diag(u) K diag(w) K^T diag(u) (the Newton system of
     Sinkhorn-Newton, see _newton; w = v^2 / b on the kernel, u = 1 and w = 1 / b on the plan);
@@ -385,21 +400,6 @@ def hessian_product(K, u, w, rows, d, out):
 
 
 @njit(cache=True, fastmath=FAST)
-def laplacian_system(W, rows, damping):
-    """W <- L(W) + damping diag(rows) in place, L(W) the Laplacian of the symmetric couplings W
-    (off-diagonal -W_ik, diagonal sum_{k != i} W_ik: no subtraction of nearly equal numbers); a
-    row of no mass gets diagonal 1 (its residual and its step are 0)."""
-    n = W.shape[0]
-    for i in range(n):
-        row, s = W[i], 0.0
-        for k in range(n):
-            if k != i:
-                s += row[k]
-                row[k] = -row[k]
-        row[i] = s + damping * rows[i] if rows[i] > 0.0 else 1.0
-
-
-@njit(cache=True, fastmath=FAST)
 def newton_cg(K, u, w, rows, diag, res, stop, cg_max, x):
     """Jacobi-preconditioned conjugate gradients on M x = res, M = diag(rows) - diag(u) K diag(w)
     K^T diag(u) (the Newton system of Sinkhorn-Newton, see _newton), from x = 0 (in x; res is
@@ -407,29 +407,14 @@ def newton_cg(K, u, w, rows, diag, res, stop, cg_max, x):
     curvature of a direction is not positive (rounding at the null space). Returns the iterations.
     One compiled call: in numpy an iteration was a dozen calls, several times its two mat-vecs at
     n <= 1000. Serial: the solver runs numpy's BLAS on one thread as well."""
-    n, m = K.shape
+    n = K.shape[0]
     x[:] = 0.0
     z = res / diag
     d = z.copy()
     rz = res @ z
-    ud, t, Md = np.empty(n), np.empty(m), np.empty(n)
+    Md = np.empty(n)
     for k in range(1, cg_max + 1):
-        for i in range(n):
-            ud[i] = u[i] * d[i]
-        t[:] = 0.0
-        for i in range(n):  # t = (u d) K, row by row (K read once, contiguous)
-            udi, row = ud[i], K[i]
-            for j in range(m):
-                t[j] += udi * row[j]
-        for j in range(m):
-            t[j] *= w[j]
-        curvature = 0.0
-        for i in range(n):  # Md = rows d - u (K t)
-            row, s = K[i], 0.0
-            for j in range(m):
-                s += row[j] * t[j]
-            Md[i] = rows[i] * d[i] - u[i] * s
-            curvature += d[i] * Md[i]
+        curvature = hessian_product(K, u, w, rows, d, Md)
         if not curvature > 0.0:
             return k
         alpha = rz / curvature
